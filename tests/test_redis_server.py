@@ -1,0 +1,32 @@
+"""The embedded Redis: a real server, persistent with AOF, stopped cleanly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import redis
+
+from monitor.redis_server import RedisServer, find_redis_server
+
+
+def test_binary_is_found() -> None:
+    assert Path(find_redis_server()).exists()
+
+
+def test_data_survives_a_restart_with_aof(tmp_path: Path) -> None:
+    with RedisServer(tmp_path / "data") as server:
+        client = redis.Redis.from_url(server.url)
+        client.set("k", "v")
+        client.close()
+    assert (tmp_path / "data").exists()
+    with RedisServer(tmp_path / "data") as server:
+        client = redis.Redis.from_url(server.url)
+        assert client.get("k") == b"v"
+        client.close()
+
+
+def test_a_deep_data_folder_still_gets_a_short_socket(tmp_path: Path) -> None:
+    deep = tmp_path / ("x" * 60) / ("y" * 60)
+    with RedisServer(deep) as server:
+        assert len(str(server.socket)) <= 100
+        assert redis.Redis.from_url(server.url).ping()
