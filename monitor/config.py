@@ -11,11 +11,14 @@ syntax is checked by the rule compiler in ``workers`` (see ``wirewatch check``).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+_CHANNEL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class _Model(BaseModel):
@@ -178,6 +181,11 @@ class Config(_Model):
                     problems.append(
                         f"rules.{index}.channels: unknown channel {name!r} (known: {known})"
                     )
+        for name in self.channels:
+            if not _CHANNEL_NAME.fullmatch(name):
+                problems.append(
+                    f"channels.{name}: a channel name is letters, digits, '-' and '_' only"
+                )
         seen_urls: set[str] = set()
         for index, feed in enumerate(self.feeds):
             if feed.url in seen_urls:

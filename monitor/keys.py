@@ -7,15 +7,16 @@ rq keeps its own bookkeeping under ``rq:`` (its namespace is hard-coded across r
 our queue names carry the prefix (``wirewatch:items``, ``wirewatch:alerts``), so two
 installations with different prefixes never take each other's jobs.
 
-| key | type | what | lifetime |
+| key (after the prefix) | type | what | lifetime |
 | --- | --- | --- | --- |
-| ``feed:{feed_id}`` | hash | fetch state: validators, body hash, failures, last error | kept |
-| ``seen:{feed_id}`` | zset | item keys first seen on that feed → unix time | trimmed to ``seen_days`` |
-| ``dedupe:{kind}:{digest}`` | string | the item key that first claimed a GUID/URL/content hash | ``dedupe_days`` |
+| ``feed:{feed_id}`` | hash | fetch state: validators, failures, last error | kept |
+| ``seen:{feed_id}`` | zset | item keys first seen on a feed → unix time | ``seen_days`` |
+| ``dedupe:{kind}:{digest}`` | string | item key that claimed a GUID/URL/text | ``dedupe_days`` |
 | ``item:{item_key}`` | string | processed item (JSON: item, entities) | ``dedupe_days`` |
-| ``alert:{alert_id}`` | string | the alert JSON; its existence is the (rule, item) claim | ``alert_days`` |
-| ``delivered:{alert_id}:{channel}`` | string | set once a channel accepted the alert | ``alert_days`` |
-| ``alerts`` | stream | alert history, capped | ``MAXLEN ~ history_max`` |
+| ``alert:{alert_id}`` | string | alert JSON; its existence is the claim | ``alert_days`` |
+| ``alert:{alert_id}:queued`` | string | its delivery jobs were enqueued | ``alert_days`` |
+| ``delivered:{alert_id}:{channel}`` | string | that channel accepted the alert | ``alert_days`` |
+| ``alerts`` | stream | alert history | ``MAXLEN ~ 10000`` |
 | ``heartbeat:poller:{name}`` | string | a poller is alive | 60 s |
 """
 

@@ -43,3 +43,8 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 def prefix() -> str:
     """A key prefix of this test's own."""
     return f"t{uuid.uuid4().hex[:10]}:"
+
+
+# Real local servers shared by several test modules (see their module docstrings).
+from feedserver import feed_server  # noqa: E402, F401
+from receivers import smtp_sink, webhook_receiver  # noqa: E402, F401

@@ -1,0 +1,15 @@
+# One image for every wirewatch role: `wirewatch poll`, `wirewatch work`, `wirewatch run`.
+FROM python:3.11-slim
+WORKDIR /app
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+COPY pyproject.toml constraints.txt README.md LICENSE ./
+COPY monitor ./monitor
+COPY workers ./workers
+RUN pip install --no-cache-dir -c constraints.txt .
+COPY config ./config
+COPY seeds ./seeds
+RUN useradd --system --home /app wirewatch
+USER wirewatch
+ENV WIREWATCH_CONFIG=/app/config/wirewatch.yaml
+ENTRYPOINT ["wirewatch"]
+CMD ["run"]

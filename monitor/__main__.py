@@ -1,0 +1,5 @@
+"""``python -m monitor`` is ``wirewatch``."""
+
+from monitor.cli import main
+
+main()

@@ -1,0 +1,155 @@
+"""Config loading: interpolation, secrets, every error with its path and line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from monitor.config import EmailChannel, WebhookChannel
+from monitor.config_loader import ConfigError, load_config, parse_config
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+GOOD = """
+redis: {url: "${REDIS_URL:-}"}
+feeds:
+  - {url: "https://example.org/world.rss", name: "Example World", interval: 300, tags: [world]}
+  - {url: "file:../seeds/feeds/world.xml", name: "Seed wire"}
+channels:
+  ops:     {type: webhook, url: "https://hooks.example.org/ww", secret: "${WEBHOOK_SECRET}"}
+  desk:    {type: email, to: ["desk@example.org"], from: "wirewatch@example.org",
+            smtp: {host: localhost, port: "${SMTP_PORT:-2525}", password: "${SMTP_PASSWORD:-}"}}
+  console: {type: log}
+rules:
+  - id: china-military-aid
+    query: 'China AND ("military aid" OR weapons) AND (Russia OR Moscow)'
+    channels: [ops, desk, console]
+"""
+
+
+def test_interpolation_defaults_and_secrets() -> None:
+    config = parse_config(GOOD, "good.yaml", {"WEBHOOK_SECRET": SECRET, "SMTP_PASSWORD": "hunter2"})
+    assert config.redis.url == ""
+    ops, desk = config.channels["ops"], config.channels["desk"]
+    assert isinstance(ops, WebhookChannel) and isinstance(desk, EmailChannel)
+    assert ops.secret is not None and ops.secret.get_secret_value() == SECRET
+    assert desk.smtp.port == 2525  # a default from ${VAR:-default}, coerced to int
+    assert desk.smtp.password.get_secret_value() == "hunter2"
+    assert SECRET not in repr(config) and "hunter2" not in repr(config)
+    assert config.feed_interval(config.feeds[1]) == config.poller.interval
+
+
+def test_interpolated_values_are_not_rescanned() -> None:
+    config = parse_config(GOOD, "good.yaml", {"WEBHOOK_SECRET": SECRET, "SMTP_PASSWORD": "${X}"})
+    desk = config.channels["desk"]
+    assert isinstance(desk, EmailChannel)
+    assert desk.smtp.password.get_secret_value() == "${X}"
+
+
+BROKEN = """redis: {url: ""}
+poller: {intervall: 3}
+feeds:
+  - {url: "ftp://example.org/x", name: "FTP"}
+  - {url: "https://example.org/a.rss", interval: 0}
+channels:
+  ops: {type: webhook, url: "https://hooks.example.org/ww", secret: "${NOT_SET_ANYWHERE}"}
+  bad: {type: pigeon}
+  mail: {type: email, to: [], from: "nobody"}
+rules:
+  - id: r1
+    query: "China"
+    channels: [ops, nope]
+"""
+
+
+def test_every_error_is_listed_with_path_and_line() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(BROKEN, "broken.yaml", {})
+    problems = {p.path: p for p in caught.value.problems}
+    assert problems["channels.ops.secret"].message == (
+        "environment variable NOT_SET_ANYWHERE is not set"
+    )
+    assert problems["channels.ops.secret"].line == 7
+    assert problems["poller.intervall"].line == 2
+    assert "unknown setting" in problems["poller.intervall"].message
+    assert "ftp" in problems["feeds.0.url"].message and problems["feeds.0.url"].line == 4
+    assert problems["feeds.1.interval"].line == 5
+    assert "pigeon" in problems["channels.bad"].message
+    assert "channels.mail.to" in problems and "channels.mail.from" in problems
+    assert "unknown channel 'nope'" in problems["rules.0.channels"].message
+    assert len(caught.value.problems) >= 8
+
+
+def test_invalid_yaml_names_the_line() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config("feeds:\n  - {url: [unclosed\n", "bad.yaml", {})
+    [problem] = caught.value.problems
+    assert "invalid YAML" in problem.message and problem.line is not None
+
+
+def test_a_malformed_webhook_secret_is_rejected() -> None:
+    text = GOOD.replace("${WEBHOOK_SECRET}", "not-a-whsec-secret")
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "x.yaml", {})
+    assert any("whsec_" in p.message for p in caught.value.problems)
+    assert all("not-a-whsec-secret" not in str(p) for p in caught.value.problems)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_check_command_lists_every_error_and_exits_nonzero(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text(BROKEN)
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "--config", str(path), "check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "line 7: channels.ops.secret" in done.stderr
+    assert "line 2: poller.intervall" in done.stderr
+    assert "unknown channel 'nope'" in done.stderr
+
+
+def test_check_command_reports_bad_queries(tmp_path: Path) -> None:
+    path = tmp_path / "q.yaml"
+    path.write_text(
+        "channels: {c: {type: log}}\n"
+        "rules:\n"
+        "  - {id: good, query: 'China AND Russia', channels: [c]}\n"
+        "  - {id: broken, query: 'China AND (Russia', channels: [c]}\n"
+        "  - {id: dangling, query: 'China AND', channels: [c]}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "--config", str(path), "check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "rules.1.query" in done.stderr and "broken" in done.stderr
+    assert "rules.2.query" in done.stderr and "dangling" in done.stderr
+    assert "rules.0" not in done.stderr
+
+
+def test_check_command_accepts_the_shipped_config() -> None:
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "--config", str(root / "config/wirewatch.yaml"), "check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ok" in done.stdout

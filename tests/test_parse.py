@@ -1,0 +1,224 @@
+"""parse_feed: RSS 2.0, Atom, RSS 1.0 and JSON Feed bodies → our own frozen values."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import UTC, datetime
+
+import pytest
+
+from monitor.items import Item
+from monitor.normalise import item_key
+from monitor.parse import FeedRef, ParsedFeed, parse_feed
+from monitor.poll_errors import FeedParseError
+
+NOW = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
+FEED = FeedRef(url="https://wire.example/feed.xml", name="", tags=("wire",), language=None)
+BASE = "https://wire.example/feed.xml"
+
+RSS2 = b"""<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/">
+<channel>
+  <title>Example &amp; Wire</title>
+  <language>en-gb</language>
+  <item>
+    <title>Minister &lt;b&gt;resigns&lt;/b&gt;</title>
+    <link>/news/1?utm_source=rss&amp;id=1#top</link>
+    <guid isPermaLink="false">story-1</guid>
+    <pubDate>Mon, 06 Jan 2025 10:00:00 +0100</pubDate>
+    <description>&lt;p&gt;First &amp;amp; foremost.&lt;/p&gt;
+      &lt;p&gt;Second paragraph.&lt;/p&gt;</description>
+  </item>
+  <item>
+    <title>No summary, only content</title>
+    <link>https://wire.example/news/2</link>
+    <content:encoded><![CDATA[<div>Full <i>text</i> here</div>]]></content:encoded>
+  </item>
+  <item></item>
+  <item>
+    <title>Repeat of story one</title>
+    <guid isPermaLink="false">story-1</guid>
+  </item>
+  <item>
+    <title>From the future</title>
+    <guid>story-3</guid>
+    <pubDate>Wed, 01 Jan 2031 00:00:00 GMT</pubDate>
+  </item>
+</channel>
+</rss>
+"""
+
+ATOM = b"""<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom">
+  <title type="text">Atom Wire</title>
+  <id>urn:uuid:feed</id>
+  <updated>2025-01-06T10:00:00Z</updated>
+  <entry>
+    <title type="html">Talks &lt;em&gt;collapse&lt;/em&gt;</title>
+    <id>urn:uuid:entry-1</id>
+    <link rel="alternate" href="https://atom.example/a/1?fbclid=zzz"/>
+    <updated>2025-01-06T08:30:00+02:00</updated>
+    <summary type="html">&lt;p&gt;Negotiators left.&lt;/p&gt;</summary>
+  </entry>
+  <entry>
+    <title>Plain &amp; simple</title>
+    <id>urn:uuid:entry-2</id>
+    <content type="xhtml">
+      <div xmlns="http://www.w3.org/1999/xhtml"><p>Only content</p></div>
+    </content>
+  </entry>
+</feed>
+"""
+
+RSS1 = b"""<?xml version="1.0"?>
+<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+         xmlns="http://purl.org/rss/1.0/" xmlns:dc="http://purl.org/dc/elements/1.1/">
+  <channel rdf:about="https://rdf.example/">
+    <title>RDF Wire</title>
+    <link>https://rdf.example/</link>
+    <description>d</description>
+  </channel>
+  <item rdf:about="https://rdf.example/1">
+    <title>RDF item</title>
+    <link>https://rdf.example/1</link>
+    <description>An RSS 1.0 entry.</description>
+    <dc:date>2025-01-05T23:00:00Z</dc:date>
+  </item>
+</rdf:RDF>
+"""
+
+JSON_FEED = b"""{
+  "version": "https://jsonfeed.org/version/1.1",
+  "title": "JSON Wire",
+  "items": [
+    {"id": "j1", "url": "https://json.example/1?utm_campaign=x", "title": "JSON item",
+     "content_html": "<p>Hello <b>JSON</b></p>", "date_published": "2025-01-06T10:00:00+01:00"},
+    {"id": 2, "title": "Numeric id", "content_text": "plain\\ntext"},
+    "not an object"
+  ]
+}"""
+
+
+def parse(body: bytes, content_type: str | None = "application/rss+xml") -> ParsedFeed:
+    return parse_feed(body, feed=FEED, content_type=content_type, base_url=BASE, now=NOW)
+
+
+def test_rss2_items_are_normalised() -> None:
+    parsed = parse(RSS2)
+    assert parsed.title == "Example & Wire"
+    assert parsed.warning is None
+    assert parsed.skipped == 2  # the empty <item> and the repeated GUID
+    first, second, third = parsed.items
+    assert first == Item(
+        key=item_key(FEED.url, "story-1", None, None),
+        feed_url=FEED.url,
+        feed_name="Example & Wire",
+        url="https://wire.example/news/1?id=1",
+        title="Minister resigns",
+        summary="First & foremost.\nSecond paragraph.",
+        guid="story-1",
+        published=datetime(2025, 1, 6, 9, 0, tzinfo=UTC),
+        tags=("wire",),
+        language="en-gb",
+    )
+    assert second.summary == "Full text here"
+    assert second.guid is None
+    assert second.key == item_key(FEED.url, None, "https://wire.example/news/2", None)
+    assert third.published == NOW  # a date years ahead is clamped to now
+
+
+def test_configured_name_and_language_win() -> None:
+    feed = FeedRef(url=FEED.url, name="My wire", language="fr")
+    parsed = parse_feed(RSS2, feed=feed, content_type=None, base_url=BASE, now=NOW)
+    assert {item.feed_name for item in parsed.items} == {"My wire"}
+    assert {item.language for item in parsed.items} == {"fr"}
+
+
+def test_atom() -> None:
+    parsed = parse(ATOM, "application/atom+xml")
+    assert parsed.title == "Atom Wire"
+    one, two = parsed.items
+    assert one.title == "Talks collapse"
+    assert one.url == "https://atom.example/a/1"
+    assert one.summary == "Negotiators left."
+    assert one.published == datetime(2025, 1, 6, 6, 30, tzinfo=UTC)
+    assert one.guid == "urn:uuid:entry-1"
+    assert two.title == "Plain & simple"
+    assert two.summary == "Only content"
+
+
+def test_rss1_rdf() -> None:
+    parsed = parse(RSS1, "application/rdf+xml")
+    (item,) = parsed.items
+    assert item.title == "RDF item"
+    assert item.url == "https://rdf.example/1"
+    assert item.summary == "An RSS 1.0 entry."
+    assert item.published == datetime(2025, 1, 5, 23, 0, tzinfo=UTC)
+
+
+def test_json_feed() -> None:
+    parsed = parse(JSON_FEED, "application/feed+json")
+    assert parsed.title == "JSON Wire"
+    assert parsed.skipped == 1
+    one, two = parsed.items
+    assert one.url == "https://json.example/1"
+    assert one.summary == "Hello JSON"
+    assert one.published == datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
+    assert two.guid == "2"
+    assert two.summary == "plain text"
+
+
+def test_same_body_gives_same_keys() -> None:
+    assert [i.key for i in parse(RSS2).items] == [i.key for i in parse(RSS2).items]
+
+
+def test_a_feed_broken_after_its_entries_is_read_with_a_warning() -> None:
+    truncated = RSS2[: RSS2.index(b"<item></item>")]
+    parsed = parse(truncated)
+    assert len(parsed.items) == 2
+    assert parsed.warning is not None
+    assert "SAXParseException" in parsed.warning
+
+
+def test_an_empty_but_valid_feed_has_no_items() -> None:
+    body = b"<?xml version='1.0'?><rss version='2.0'><channel><title>t</title></channel></rss>"
+    parsed = parse(body)
+    assert parsed.items == ()
+    assert parsed.title == "t"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "reason"),
+    [
+        (b"<!doctype html><html><body><p>Welcome</p></body></html>", "text/html", "HTML page"),
+        (b"<html><head><title>x</title></head></html>", "application/xml", "HTML page"),
+        (b"<?xml version='1.0'?><rss version='2.0'><channel><item>", None, "malformed feed"),
+        (b"\x00\x01garbage<<<", None, "malformed feed"),
+        (b"<?xml version='1.0'?><note><to>x</to></note>", "application/xml", "not a feed"),
+        (b"   ", None, "empty response body"),
+        (b"{not json", "application/json", "invalid JSON"),
+        (b'{"hello": "world"}', "application/json", "jsonfeed.org"),
+    ],
+)
+def test_not_a_feed_raises_with_a_reason(
+    body: bytes, content_type: str | None, reason: str
+) -> None:
+    with pytest.raises(FeedParseError, match=reason):
+        parse(body, content_type)
+
+
+def test_results_and_errors_cross_a_process_boundary() -> None:
+    parsed = parse(RSS2)
+    assert pickle.loads(pickle.dumps(parsed)) == parsed
+    error = pickle.loads(pickle.dumps(FeedParseError("not a feed: got an HTML page")))
+    assert isinstance(error, FeedParseError)
+    assert error.reason == "not a feed: got an HTML page"
+
+
+def test_a_mislabelled_content_type_is_only_a_warning() -> None:
+    body = b"<?xml version='1.0'?><rss version='2.0'><channel><title>t</title></channel></rss>"
+    parsed = parse(body, "text/html")
+    assert parsed.items == ()
+    assert parsed.warning is not None
+    assert "NonXMLContentType" in parsed.warning
+    assert len(parse(RSS2, "text/html; charset=utf-8").items) == 3

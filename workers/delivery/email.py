@@ -1,0 +1,156 @@
+"""E-mail delivery: a MIME message (text and HTML alternatives) sent with smtplib.
+
+Role: :func:`build_message` turns an alert into an :class:`~email.message.EmailMessage`
+(pure); :func:`send_email` hands it to the channel's SMTP server and maps every failure
+to a :class:`~workers.delivery.errors.DeliveryError`.
+
+Inputs: an :class:`~workers.model.Alert` and its :class:`~monitor.config.EmailChannel`.
+The SMTP password is a ``SecretStr`` read with ``get_secret_value()`` only at ``login``.
+
+Invariants:
+
+* The message is deterministic for one alert: ``Message-ID`` is ``<{alert.id}@wirewatch>``
+  and ``Date`` is the alert's creation time, so a retried delivery is the same message
+  and mail systems can collapse duplicates.
+* The subject is one line (see :func:`~workers.delivery.render.email_subject`); the
+  envelope recipients are exactly ``channel.to``, never taken from the headers.
+* Failures: refused, dropped or timed-out connections and 4xx replies are transient;
+  5xx replies, a missing STARTTLS/AUTH extension and a certificate that does not verify
+  are permanent. When the server accepts some recipients and refuses others the send
+  counts as done (a retry would mail the accepted ones twice); the refusals are logged.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+import structlog
+
+from monitor.config import EmailChannel, SmtpSettings
+from workers.delivery.errors import DeliveryError
+from workers.delivery.render import email_html, email_subject, email_text, one_line
+from workers.model import Alert
+
+__all__ = ["build_message", "message_id", "send_email"]
+
+_CHANNEL = "email"
+
+
+def message_id(alert: Alert) -> str:
+    """The Message-ID of an alert's mail: stable, so duplicates are recognisable."""
+    local = "".join(
+        ch if ch.isascii() and (ch.isalnum() or ch in "._-") else "_" for ch in alert.id
+    )
+    return f"<{local}@wirewatch>"
+
+
+def build_message(alert: Alert, channel: EmailChannel) -> EmailMessage:
+    """The complete message for one alert: headers, a text part and an HTML alternative."""
+    message = EmailMessage()
+    message["From"] = channel.from_
+    message["To"] = ", ".join(channel.to)
+    message["Subject"] = email_subject(alert)
+    message["Date"] = format_datetime(alert.created)
+    message["Message-ID"] = message_id(alert)
+    # RFC 3834: automatic mail; keeps vacation responders from answering it.
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-Wirewatch-Rule"] = one_line(alert.rule_id)
+    message.set_content(email_text(alert))
+    message.add_alternative(email_html(alert), subtype="html")
+    return message
+
+
+def send_email(alert: Alert, channel: EmailChannel) -> None:
+    """Send the alert's message through ``channel.smtp``; raise DeliveryError on failure."""
+    message = build_message(alert, channel)
+    settings = channel.smtp
+    try:
+        with _session(settings) as client:
+            if settings.starttls and not settings.ssl:
+                client.starttls(context=ssl.create_default_context())
+            if settings.username:
+                client.login(settings.username, settings.password.get_secret_value())
+            refused = client.send_message(message, from_addr=channel.from_, to_addrs=channel.to)
+    except smtplib.SMTPRecipientsRefused as exc:
+        codes = [code for code, _ in exc.recipients.values()]
+        transient = all(400 <= code < 500 for code in codes)
+        raise DeliveryError(
+            _CHANNEL,
+            "every recipient refused: " + _refusals(exc.recipients),
+            transient,
+            status=max(codes, default=None),
+        ) from exc
+    except smtplib.SMTPResponseException as exc:
+        # Covers refused senders and data, failed AUTH (535) and greetings other than 220.
+        code = exc.smtp_code
+        text = _reply_text(exc.smtp_error)
+        raise DeliveryError(
+            _CHANNEL, f"SMTP {code} {text}".rstrip(), 400 <= code < 500, status=code
+        ) from exc
+    except smtplib.SMTPNotSupportedError as exc:
+        raise DeliveryError(_CHANNEL, f"server lacks an extension: {exc}", False) from exc
+    except smtplib.SMTPServerDisconnected as exc:
+        raise DeliveryError(_CHANNEL, f"server disconnected: {exc}", True) from exc
+    except smtplib.SMTPException as exc:
+        # e.g. "No suitable authentication method found": the server and config disagree.
+        raise DeliveryError(_CHANNEL, f"{type(exc).__name__}: {exc}", False) from exc
+    except ssl.SSLCertVerificationError as exc:
+        raise DeliveryError(_CHANNEL, f"TLS certificate rejected: {exc.reason}", False) from exc
+    except TimeoutError as exc:
+        raise DeliveryError(_CHANNEL, f"timed out after {settings.timeout:g}s", True) from exc
+    except OSError as exc:
+        # Refused or reset connections, DNS failures, TLS errors other than verification.
+        raise DeliveryError(_CHANNEL, f"{type(exc).__name__}: {exc}", True) from exc
+    if refused:
+        structlog.get_logger().warning(
+            "email_recipients_refused",
+            alert_id=alert.id,
+            refused=_refusals(refused),
+            accepted=len(channel.to) - len(refused),
+        )
+
+
+@contextmanager
+def _session(settings: SmtpSettings) -> Iterator[smtplib.SMTP]:
+    """An open, greeted connection (implicit TLS when ``settings.ssl``), always closed.
+
+    Unlike ``with smtplib.SMTP(...)``, a failed QUIT after the message was accepted is
+    ignored: the mail is on its way, and reporting an error would send it again.
+    """
+    client: smtplib.SMTP
+    if settings.ssl:
+        client = smtplib.SMTP_SSL(
+            settings.host,
+            settings.port,
+            timeout=settings.timeout,
+            context=ssl.create_default_context(),
+        )
+    else:
+        client = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
+    usable = True
+    try:
+        yield client
+    except (OSError, smtplib.SMTPServerDisconnected):
+        usable = False  # timed out or dropped: a QUIT would only wait again
+        raise
+    finally:
+        if usable:
+            with suppress(smtplib.SMTPException, OSError):
+                client.quit()
+        client.close()
+
+
+def _reply_text(reply: bytes | str) -> str:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+    return one_line(text)[:200]
+
+
+def _refusals(refused: dict[str, tuple[int, bytes]]) -> str:
+    return "; ".join(
+        f"{address}: {code} {_reply_text(reply)}" for address, (code, reply) in refused.items()
+    )
