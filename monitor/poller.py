@@ -35,6 +35,7 @@ import functools
 import multiprocessing
 import os
 import random
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -392,7 +393,16 @@ class Poller:
 def _parse_pool() -> ProcessPoolExecutor:
     # "forkserver": children start from a clean single-threaded server, not a fork of a
     # process running an event loop and threads.
-    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("forkserver"))
+    return ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=multiprocessing.get_context("forkserver"),
+        initializer=_ignore_interrupts,
+    )
+
+
+def _ignore_interrupts() -> None:
+    """A Ctrl-C reaches the whole process group; the poller, not its parser, decides."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
