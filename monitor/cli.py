@@ -43,27 +43,42 @@ def _load_checked(path: str | None) -> Config:
     return config
 
 
-@click.group()
-@click.option(
+_CONFIG_HELP = "config file (default: $WIREWATCH_CONFIG or config/wirewatch.yaml)"
+
+
+def _remember_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    """``--config`` works before or after the command name; the later one wins."""
+    if value is not None:
+        ctx.ensure_object(dict)["config"] = value  # a sub-command shares its parent's obj
+
+
+_config_option = click.option(
     "--config",
-    "config_path",
-    envvar="WIREWATCH_CONFIG",
     type=click.Path(dir_okay=False),
     default=None,
-    help="config file (default: $WIREWATCH_CONFIG or config/wirewatch.yaml)",
+    expose_value=False,
+    callback=_remember_config,
+    help=_CONFIG_HELP,
 )
+
+
+@click.group()
+@_config_option
 @click.version_option(package_name="wirewatch")
-@click.pass_context
-def cli(ctx: click.Context, config_path: str | None) -> None:
+def cli() -> None:
     """wirewatch: watch news feeds and alert on the stories that match your rules."""
-    ctx.obj = config_path
+
+
+def _config_path() -> str | None:
+    obj = click.get_current_context().find_object(dict)
+    return obj.get("config") if obj else None
 
 
 @cli.command()
-@click.pass_obj
-def check(config_path: str | None) -> None:
+@_config_option
+def check() -> None:
     """Validate the config: every error, with its line and path; exit 2 if any."""
-    config = _load_checked(config_path)
+    config = _load_checked(_config_path())
     click.echo(
         f"{config.source}: ok — {len(config.feeds)} feeds, {len(config.channels)} channels, "
         f"{len(config.rules)} rules"
@@ -71,21 +86,21 @@ def check(config_path: str | None) -> None:
 
 
 @cli.command()
-@click.pass_obj
-def run(config_path: str | None) -> None:
+@_config_option
+def run() -> None:
     """Run everything here: (embedded) Redis, workers and the poller."""
     from monitor.service import run_service
 
-    run_service(_load_checked(config_path))
+    run_service(_load_checked(_config_path()))
 
 
 @cli.command()
-@click.pass_obj
-def poll(config_path: str | None) -> None:
+@_config_option
+def poll() -> None:
     """Run a poller only (needs REDIS_URL or redis.url)."""
     from monitor.service import redis_url_for, serve_poller
 
-    config = _load_checked(config_path)
+    config = _load_checked(_config_path())
     url = redis_url_for(config)
     if not url:
         raise click.UsageError("'wirewatch poll' needs REDIS_URL or redis.url in the config")
@@ -93,14 +108,14 @@ def poll(config_path: str | None) -> None:
 
 
 @cli.command()
+@_config_option
 @click.option("--burst", is_flag=True, help="exit when the queues are empty")
-@click.pass_obj
-def work(config_path: str | None, burst: bool) -> None:
+def work(burst: bool) -> None:
     """Run one rq worker for the items and alerts queues (needs REDIS_URL or redis.url)."""
     from monitor.service import redis_url_for
     from workers.api import run_worker
 
-    config = _load_checked(config_path)
+    config = _load_checked(_config_path())
     url = redis_url_for(config)
     if not url:
         raise click.UsageError("'wirewatch work' needs REDIS_URL or redis.url in the config")

@@ -94,7 +94,7 @@ def parse_config(text: str, source: str, env: Mapping[str, str]) -> Config:
         # report unknown channels now too, so the operator sees every error at once.
         problems.extend(_unknown_channels(data, lines))
     if problems:
-        raise ConfigError(source, problems)
+        raise ConfigError(source, sorted(problems, key=lambda p: p.line or 0))
     return config
 
 
