@@ -5,10 +5,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 COPY pyproject.toml constraints.txt README.md LICENSE ./
 COPY monitor ./monitor
 COPY workers ./workers
-RUN pip install --no-cache-dir -c constraints.txt .
+RUN pip install --no-cache-dir -c constraints.txt '.[apprise]'
 COPY config ./config
 COPY seeds ./seeds
-RUN useradd --system --home /app wirewatch
+RUN useradd --system --home /app wirewatch \
+    && mkdir -p /app/.wirewatch && chown wirewatch /app/.wirewatch
 USER wirewatch
 ENV WIREWATCH_CONFIG=/app/config/wirewatch.yaml
 ENTRYPOINT ["wirewatch"]

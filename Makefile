@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= config/wirewatch.yaml
 PIP    := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
-.PHONY: run test lint format install install-dev bench clean
+.PHONY: run test lint format install install-dev clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "wirewatch needs Python 3.11 or newer (set PYTHON=python3.x)")'

@@ -1,44 +1,43 @@
-"""The ``wirewatch`` command line: run, poll, work, check.
+"""The ``wirewatch`` command line: run, poll, work, check (and alerts, stories).
 
 Every command takes ``--config PATH`` (or ``$WIREWATCH_CONFIG``; default
-``config/wirewatch.yaml``). This module is the composition root: the only place in
-``monitor`` that imports ``workers``, and only its public surface (``workers.api``).
+``config/wirewatch.yaml``). The CLI modules are the composition root: the only places in ``monitor``
+that import ``workers``, and only its public surface (``workers.api``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 import click
 import structlog
 
+from monitor.cli_alerts import register as register_alert_commands
 from monitor.config import Config
 from monitor.config_loader import ConfigError, load_config
 from monitor.logs import configure_logging
+from monitor.redis_server import RedisServerError
 
 log = structlog.get_logger()
 
 
-def _load(path: str | None) -> Config:
+def _load(path: str | None, *, check_queries: bool = False) -> Config:
+    """The validated config; on errors, print every one of them and exit 2."""
+    check_query = None
+    if check_queries:
+        from workers.api import query_error
+
+        check_query = query_error
     try:
-        return load_config(path)
+        return load_config(path, check_query=check_query)
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         sys.exit(2)
 
 
 def _load_checked(path: str | None) -> Config:
-    """Load the config and refuse to start when any rule's query does not parse."""
-    from workers.api import query_problems
-
-    config = _load(path)
-    problems = query_problems(config)
-    if problems:
-        click.echo(f"{config.source}: {len(problems)} problem(s)", err=True)
-        for problem in problems:
-            click.echo(f"  {problem}", err=True)
-        sys.exit(2)
+    """The config with every rule's query checked too, and logging set up from it."""
+    config = _load(path, check_queries=True)
     configure_logging(config.logging.level, config.logging.format)
     return config
 
@@ -91,7 +90,11 @@ def run() -> None:
     """Run everything here: (embedded) Redis, workers and the poller."""
     from monitor.service import run_service
 
-    run_service(_load_checked(_config_path()))
+    config = _load_checked(_config_path())
+    try:
+        run_service(config)
+    except RedisServerError as exc:
+        raise click.ClickException(f"cannot start the embedded Redis: {exc}") from exc
 
 
 @cli.command()
@@ -104,7 +107,7 @@ def poll() -> None:
     url = redis_url_for(config)
     if not url:
         raise click.UsageError("'wirewatch poll' needs REDIS_URL or redis.url in the config")
-    asyncio.run(serve_poller(config, url))
+    serve_poller(config, url)
 
 
 @cli.command()
@@ -120,6 +123,9 @@ def work(burst: bool) -> None:
     if not url:
         raise click.UsageError("'wirewatch work' needs REDIS_URL or redis.url in the config")
     run_worker(config, url, burst=burst)
+
+
+register_alert_commands(cli, lambda: _load(_config_path()))
 
 
 def main() -> None:

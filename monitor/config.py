@@ -12,17 +12,44 @@ syntax is checked by the rule compiler in ``workers`` (see ``wirewatch check``).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from datetime import time
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from monitor.config_channels import (
+    AppriseChannel,
+    Channel,
+    DeliverySettings,
+    EmailChannel,
+    LogChannel,
+    RetrySettings,
+    Severity,
+    SmtpSettings,
+    WebhookChannel,
+    _Model,
+)
+from monitor.config_types import RateLimit
+
+__all__ = [
+    "AppriseChannel",
+    "Channel",
+    "Config",
+    "DeliverySettings",
+    "EmailChannel",
+    "FeedConfig",
+    "LogChannel",
+    "RetrySettings",
+    "RuleConfig",
+    "SmtpSettings",
+    "WebhookChannel",
+]
 
 _CHANNEL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class RedisSettings(_Model):
@@ -56,10 +83,6 @@ class WorkerSettings(_Model):
     ner: NerSettings = NerSettings()
     dedupe_days: float = Field(7, gt=0, description="window for exact duplicates (days)")
     alert_days: float = Field(30, gt=0, description="how long an alert's idempotency key lives")
-    delivery_retries: list[int] = Field(
-        default_factory=lambda: [5, 30, 120, 600, 1800],
-        description="seconds before each retry of a failed delivery",
-    )
     job_timeout: int = Field(300, ge=1)
 
 
@@ -89,63 +112,23 @@ class FeedConfig(_Model):
         return self.name or self.url
 
 
-class WebhookChannel(_Model):
-    type: Literal["webhook"]
-    url: str
-    secret: SecretStr | None = Field(
-        None, description="Standard Webhooks key, 'whsec_<base64>'; unsigned when empty"
-    )
-    timeout: float = Field(10, gt=0)
-    headers: dict[str, str] = Field(default_factory=dict)
+class QuietHours(_Model):
+    """Alerts raised between ``start`` and ``end`` (local time in ``tz``) wait for a digest."""
 
-    @field_validator("url")
+    start: time
+    end: time
+    tz: str = "UTC"
+
+    @field_validator("tz")
     @classmethod
-    def _http_url(cls, url: str) -> str:
-        if urlsplit(url).scheme not in ("http", "https"):
-            raise ValueError("a webhook URL must be http:// or https://")
-        return url
-
-    @field_validator("secret")
-    @classmethod
-    def _whsec(cls, secret: SecretStr | None) -> SecretStr | None:
-        if secret is None or not secret.get_secret_value():
-            return None
-        from monitor.signing import decode_secret
-
-        decode_secret(secret.get_secret_value())  # raises ValueError with the reason
-        return secret
-
-
-class SmtpSettings(_Model):
-    host: str = "localhost"
-    port: int = Field(25, ge=1, le=65535)
-    starttls: bool = False
-    ssl: bool = Field(False, description="implicit TLS (port 465)")
-    username: str = ""
-    password: SecretStr = SecretStr("")
-    timeout: float = Field(30, gt=0)
-
-
-class EmailChannel(_Model):
-    type: Literal["email"]
-    to: list[str] = Field(min_length=1)
-    from_: str = Field(alias="from")
-    smtp: SmtpSettings = SmtpSettings()
-
-    @field_validator("to", "from_")
-    @classmethod
-    def _plain_addresses(cls, value: str | list[str]) -> str | list[str]:
-        for address in [value] if isinstance(value, str) else value:
-            if "@" not in address or any(ch in address for ch in "\r\n,;<>"):
-                raise ValueError(f"not a plain e-mail address: {address!r}")
-        return value
-
-
-class LogChannel(_Model):
-    type: Literal["log"]
-
-
-Channel = Annotated[WebhookChannel | EmailChannel | LogChannel, Field(discriminator="type")]
+    def _known_zone(cls, tz: str) -> str:
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {tz!r} (use an IANA name like Europe/Paris)"
+            ) from exc
+        return tz
 
 
 class RuleConfig(_Model):
@@ -154,6 +137,11 @@ class RuleConfig(_Model):
     channels: list[str] = Field(min_length=1)
     description: str = ""
     enabled: bool = True
+    severity: Severity = "info"
+    max_rate: RateLimit | None = Field(
+        None, alias="max", description="e.g. '10/h'; alerts beyond it go to a digest"
+    )
+    quiet_hours: QuietHours | None = None
 
 
 class Config(_Model):
@@ -164,35 +152,20 @@ class Config(_Model):
     feeds: list[FeedConfig] = Field(default_factory=list)
     channels: dict[str, Channel] = Field(default_factory=dict)
     rules: list[RuleConfig] = Field(default_factory=list)
+    delivery: DeliverySettings = DeliverySettings()
     # Set by the loader: the file this came from (relative paths resolve against it).
     source: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
     def _references(self) -> Config:
-        problems: list[str] = []
-        seen_ids: set[str] = set()
-        for index, rule in enumerate(self.rules):
-            if rule.id in seen_ids:
-                problems.append(f"rules.{index}.id: duplicate rule id {rule.id!r}")
-            seen_ids.add(rule.id)
-            for name in rule.channels:
-                if name not in self.channels:
-                    known = ", ".join(sorted(self.channels)) or "none defined"
-                    problems.append(
-                        f"rules.{index}.channels: unknown channel {name!r} (known: {known})"
-                    )
-        for name in self.channels:
-            if not _CHANNEL_NAME.fullmatch(name):
-                problems.append(
-                    f"channels.{name}: a channel name is letters, digits, '-' and '_' only"
-                )
-        seen_urls: set[str] = set()
-        for index, feed in enumerate(self.feeds):
-            if feed.url in seen_urls:
-                problems.append(f"feeds.{index}.url: duplicate feed {feed.url!r}")
-            seen_urls.add(feed.url)
+        data = {
+            "channels": self.channels,
+            "rules": [{"id": rule.id, "channels": rule.channels} for rule in self.rules],
+            "feeds": [{"url": feed.url} for feed in self.feeds],
+        }
+        problems = reference_problems(data)
         if problems:
-            raise ValueError("\n".join(problems))
+            raise ValueError("\n".join(f"{path}: {message}" for path, message in problems))
         return self
 
     def feed_interval(self, feed: FeedConfig) -> float:
@@ -202,3 +175,44 @@ class Config(_Model):
         """The embedded Redis data folder, relative to the config file's folder."""
         base = self.source.parent if self.source else Path.cwd()
         return (base / self.redis.data_dir).resolve()
+
+
+def reference_problems(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Cross-reference checks, as (path, message), on plain data.
+
+    Plain data, so the loader can run them on a file whose other parts are invalid and
+    report every problem at once; the model runs them too, for configs built in code.
+    """
+    channels = data.get("channels")
+    channels = channels if isinstance(channels, Mapping) else {}
+    problems: list[tuple[str, str]] = []
+    for name in channels:
+        if not _CHANNEL_NAME.fullmatch(str(name)):
+            problems.append(
+                (f"channels.{name}", "a channel name is letters, digits, '-' and '_' only")
+            )
+    seen_ids: set[str] = set()
+    for index, rule in enumerate(_dicts(data.get("rules"))):
+        rule_id = rule.get("id")
+        if isinstance(rule_id, str) and rule_id in seen_ids:
+            problems.append((f"rules.{index}.id", f"duplicate rule id {rule_id!r}"))
+        seen_ids.add(str(rule_id))
+        names = rule.get("channels")
+        for name in names if isinstance(names, list) else []:
+            if name not in channels:
+                known = ", ".join(sorted(map(str, channels))) or "none defined"
+                problems.append(
+                    (f"rules.{index}.channels", f"unknown channel {name!r} (known: {known})")
+                )
+    seen_urls: set[str] = set()
+    for index, feed in enumerate(_dicts(data.get("feeds"))):
+        url = feed.get("url")
+        if isinstance(url, str) and url in seen_urls:
+            problems.append((f"feeds.{index}.url", f"duplicate feed {url!r}"))
+        seen_urls.add(str(url))
+    return problems
+
+
+def _dicts(value: object) -> list[Mapping[str, Any]]:
+    items = value if isinstance(value, list) else []
+    return [item if isinstance(item, Mapping) else {} for item in items]

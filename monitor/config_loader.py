@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from monitor.config import Config
+from monitor.config import Config, reference_problems
+from monitor.config_channels import CHANNEL_TYPES
 
 DEFAULT_CONFIG = Path("config/wirewatch.yaml")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
@@ -55,17 +56,28 @@ def resolve_path(path: str | Path | None) -> Path:
     return Path(path or os.environ.get("WIREWATCH_CONFIG") or DEFAULT_CONFIG)
 
 
-def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+# Checks one rule's query: (rule id, query) → an error message, or None when it parses.
+# Injected by the CLI from ``workers`` (monitor does not import the rule compiler).
+QueryCheck = Callable[[str, str], str | None]
+
+
+def load_config(
+    path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    check_query: QueryCheck | None = None,
+) -> Config:
     source = resolve_path(path)
     try:
         text = source.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(source), [ConfigProblem("", f"cannot read: {exc}")]) from exc
-    config = parse_config(text, str(source), os.environ if env is None else env)
+    config = parse_config(text, str(source), os.environ if env is None else env, check_query)
     return config.model_copy(update={"source": source.resolve()})
 
 
-def parse_config(text: str, source: str, env: Mapping[str, str]) -> Config:
+def parse_config(
+    text: str, source: str, env: Mapping[str, str], check_query: QueryCheck | None = None
+) -> Config:
     problems: list[ConfigProblem] = []
     lines: dict[str, int] = {}
     try:
@@ -86,15 +98,20 @@ def parse_config(text: str, source: str, env: Mapping[str, str]) -> Config:
     if not isinstance(data, dict):
         problems.append(ConfigProblem("", "the config must be a mapping of sections"))
         raise ConfigError(source, problems)
+    # Cross-references and queries are checked on the raw data, so that they are reported
+    # together with schema errors: the operator sees every problem at once.
+    for path, message in reference_problems(data):
+        problems.append(ConfigProblem(path, message, _line_for(path, lines)))
+    if check_query is not None:
+        problems.extend(_query_problems(data, lines, check_query))
+    config: Config | None = None
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
         problems.extend(_from_validation(exc, lines))
-        # The schema's own cross-reference check only runs on an otherwise valid tree;
-        # report unknown channels now too, so the operator sees every error at once.
-        problems.extend(_unknown_channels(data, lines))
-    if problems:
-        raise ConfigError(source, sorted(problems, key=lambda p: p.line or 0))
+    if problems or config is None:
+        unique = {(p.path, p.message): p for p in problems}.values()
+        raise ConfigError(source, sorted(unique, key=lambda p: p.line or 0))
     return config
 
 
@@ -134,10 +151,11 @@ def _from_validation(exc: ValidationError, lines: dict[str, int]) -> list[Config
     problems = []
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
-        # Discriminated unions add the tag ("webhook") to the location: drop it.
-        loc = [part for part in loc if part not in ("webhook", "email", "log")]
+        # A discriminated union adds the tag to the location (channels.ops.webhook.url).
+        if len(loc) > 2 and loc[0] == "channels" and loc[2] in CHANNEL_TYPES:
+            del loc[2]
         message = error["msg"].removeprefix("Value error, ")
-        if not loc and "\n" in message:  # our cross-reference check: one problem per line
+        if not loc:  # the model's cross-reference check: "path: message" per line
             for row in message.splitlines():
                 path, _, text = row.partition(": ")
                 problems.append(ConfigProblem(path, text, _line_for(path, lines)))
@@ -151,19 +169,18 @@ def _from_validation(exc: ValidationError, lines: dict[str, int]) -> list[Config
     return problems
 
 
-def _unknown_channels(data: dict[str, Any], lines: dict[str, int]) -> list[ConfigProblem]:
-    channels = data.get("channels")
+def _query_problems(
+    data: dict[str, Any], lines: dict[str, int], check_query: QueryCheck
+) -> list[ConfigProblem]:
     rules = data.get("rules")
-    if not isinstance(channels, dict) or not isinstance(rules, list):
-        return []
     problems = []
-    for index, rule in enumerate(rules):
-        names = rule.get("channels") if isinstance(rule, dict) else None
-        for name in names if isinstance(names, list) else []:
-            if name not in channels:
-                path = f"rules.{index}.channels"
-                message = f"unknown channel {name!r} (known: {', '.join(sorted(channels))})"
-                problems.append(ConfigProblem(path, message, _line_for(path, lines)))
+    for index, rule in enumerate(rules if isinstance(rules, list) else []):
+        query = rule.get("query") if isinstance(rule, dict) else None
+        if isinstance(query, str) and query.strip():
+            error = check_query(str(rule.get("id", "")), query)
+            if error:
+                path = f"rules.{index}.query"
+                problems.append(ConfigProblem(path, error, _line_for(path, lines)))
     return problems
 
 

@@ -26,13 +26,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import redis
-from rq import Queue, Retry
+from rq import Callback, Queue, Retry
 from rq.serializers import JSONSerializer
 
 from monitor.items import Item, batch_payload
 from monitor.keys import Keys
 
 JOB_FUNCTION = "workers.jobs.process_batch"
+ON_FAILURE = "workers.jobs.batch_job_failed"  # releases the batch's dedupe claims
 RETRY_INTERVALS = (5, 30, 120)
 FAILURE_TTL = 7 * 24 * 3600
 
@@ -60,6 +61,7 @@ def enqueue_batches(
             timeout=job_timeout,
             failure_ttl=FAILURE_TTL,
             retry=Retry(max=len(RETRY_INTERVALS), interval=list(RETRY_INTERVALS)),
+            on_failure=Callback(ON_FAILURE),
             description=f"process_batch {batch[0].feed_name!r}: {len(batch)} items",
         )
         for batch in batches(items, batch_size)

@@ -16,7 +16,15 @@ installations with different prefixes never take each other's jobs.
 | ``alert:{alert_id}`` | string | alert JSON; its existence is the claim | ``alert_days`` |
 | ``alert:{alert_id}:queued`` | string | its delivery jobs were enqueued | ``alert_days`` |
 | ``delivered:{alert_id}:{channel}`` | string | that channel accepted the alert | ``alert_days`` |
-| ``alerts`` | stream | alert history | ``MAXLEN ~ 10000`` |
+| ``sending:{target}:{channel}`` | string | a delivery in progress (lock) | job timeout |
+| ``attempts:{target}:{channel}`` | list | failed attempts of a delivery | ``dead_days`` |
+| ``dead`` | hash | ``{target}:{channel}`` → dead letter JSON | until replayed |
+| ``muted:{story}`` | string | no alerts for this story | as muted |
+| ``rate:{rule}`` | zset | alerts admitted in the rate window | one window |
+| ``digest:{channel}`` | zset | alert ids held for the next digest | until sent |
+| ``digest:{channel}:batch`` | zset | the digest being sent | until sent |
+| ``digest:{channel}:flush`` | string | a flush is scheduled (at) | wait + 60 s |
+| ``alerts`` | stream | alert history (raised, delivered, dead) | ``history_max`` |
 | ``heartbeat:poller:{name}`` | string | a poller is alive | 60 s |
 """
 
@@ -58,6 +66,25 @@ class Keys:
 
     def delivered(self, alert_id: str, channel: str) -> str:
         return f"{self.prefix}delivered:{alert_id}:{channel}"
+
+    def sending(self, target: str, channel: str) -> str:
+        return f"{self.prefix}sending:{target}:{channel}"
+
+    def attempts(self, target: str, channel: str) -> str:
+        return f"{self.prefix}attempts:{target}:{channel}"
+
+    def dead(self) -> str:
+        return f"{self.prefix}dead"
+
+    def rate(self, rule_id: str) -> str:
+        return f"{self.prefix}rate:{rule_id}"
+
+    def digest(self, channel: str) -> str:
+        """The pending alerts of a channel's digest; ``:batch`` and ``:flush`` beside it."""
+        return f"{self.prefix}digest:{channel}"
+
+    def muted(self, story: str) -> str:
+        return f"{self.prefix}muted:{story}"
 
     def alert_history(self) -> str:
         return f"{self.prefix}alerts"

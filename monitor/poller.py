@@ -182,12 +182,25 @@ class Poller:
             log.info("poller_stopped", poller=self.name)
 
     async def _feed_loop(self, feed: FeedConfig, stop: asyncio.Event) -> None:
+        await _wait(stop, await self._time_until_due(feed))
         while not stop.is_set():
             outcome = await self.poll_feed(feed)
             # The interval runs from the start of a poll, so a 1 s interval means about
             # one poll a second; a floor keeps a slow feed from being polled back to back.
             spent = outcome.duration_ms / 1000
             await _wait(stop, max(outcome.next_in_s - spent, outcome.next_in_s / 10))
+
+    async def _time_until_due(self, feed: FeedConfig) -> float:
+        """After a restart, keep the schedule the last run left (a backing-off feed stays
+        backed off); never longer than the feed's interval, or the backoff cap if failing."""
+        try:
+            state = await load_state(self._client, self._keys.feed(feed.url))
+        except redis.RedisError:
+            return 0.0
+        if state.next_poll is None:
+            return 0.0
+        cap = self.config.poller.max_backoff if state.failures else self.config.feed_interval(feed)
+        return max(0.0, min(state.next_poll - time.time(), cap))
 
     async def _heartbeat(self, stop: asyncio.Event, feeds: int) -> None:
         key = self._keys.poller_heartbeat(self.name)

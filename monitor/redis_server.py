@@ -10,14 +10,36 @@ restarts.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import shutil
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 import redis
+
+URL_FILE = "redis.url"  # where a running embedded server says how to reach it
+
+
+def running_url(data_dir: Path) -> str:
+    """The URL of the embedded Redis running on ``data_dir``, or "" when none is."""
+    try:
+        url = (Path(data_dir) / URL_FILE).read_text().strip()
+    except OSError:
+        return ""
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except redis.RedisError:
+        return ""
+    return url
 
 
 class RedisServerError(RuntimeError):
@@ -52,6 +74,7 @@ class RedisServer:
             socket = Path(tempfile.mkdtemp(prefix="wirewatch-")) / "redis.sock"
         self.socket = socket
         self._process: subprocess.Popen[bytes] | None = None
+        self._lock_handle: IO[str] | None = None
 
     @property
     def url(self) -> str:
@@ -61,6 +84,7 @@ class RedisServer:
 
     def start(self, timeout: float = 10.0) -> RedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock()
         args = [
             find_redis_server(),
             "--port", str(self.port),
@@ -76,6 +100,16 @@ class RedisServer:
         self._process = subprocess.Popen(  # noqa: S603 - fixed binary, our arguments
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
         )
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self._url_file.write_text(self.url)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        assert self._process is not None
         deadline = time.monotonic() + timeout
         client = redis.Redis.from_url(self.url)
         try:
@@ -85,28 +119,45 @@ class RedisServer:
                         f"redis-server exited with {self._process.returncode}; "
                         f"see {self.data_dir / 'redis.log'}"
                     )
-                try:
+                with contextlib.suppress(redis.ConnectionError, redis.BusyLoadingError):
                     if client.ping():
-                        return self
-                except (redis.ConnectionError, redis.BusyLoadingError):
-                    pass
+                        return
                 if time.monotonic() > deadline:
-                    self.stop()
                     raise RedisServerError(f"redis-server did not answer within {timeout}s")
                 time.sleep(0.05)
         finally:
             client.close()
 
+    @property
+    def _url_file(self) -> Path:
+        return self.data_dir / URL_FILE
+
+    def _lock(self) -> None:
+        """One server per data folder: two writing one append-only file would corrupt it."""
+        handle = (self.data_dir / "lock").open("a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            handle.close()
+            raise RedisServerError(
+                f"{self.data_dir} is in use by another wirewatch (or its Redis is still "
+                "running); stop it first"
+            ) from exc
+        self._lock_handle = handle
+
     def stop(self, timeout: float = 10.0) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()  # redis-server flushes the AOF on SIGTERM
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None and process.poll() is None:
+            self._url_file.unlink(missing_ok=True)
+            process.terminate()  # redis-server flushes the AOF on SIGTERM
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        handle, self._lock_handle = self._lock_handle, None
+        if handle is not None:
+            handle.close()  # releases the flock
 
     @property
     def pid(self) -> int | None:

@@ -1,14 +1,14 @@
 """``wirewatch run``: everything on one machine, started and stopped as one.
 
-Start order: Redis (embedded when no URL is configured) → rq worker processes → the
-poller in this process. Stop order is the reverse: the poller stops scheduling and
-finishes its in-flight polls, workers get SIGTERM (rq's warm shutdown: the current
-job completes) and a grace period before SIGKILL, then the embedded Redis is stopped
-(SIGTERM, which flushes its append-only file).
+Start order: Redis (embedded when no URL is configured) → rq worker processes
+(:mod:`monitor.processes`) → the poller in this process. Stop order is the reverse:
+the poller stops scheduling and finishes its in-flight polls, the workers finish their
+current job (warm, then cold shutdown), then the embedded Redis stops (SIGTERM, which
+flushes its append-only file).
 
-Worker processes run in their own session, so a Ctrl-C in the terminal reaches only
-this process, which then stops them once, in order. A worker that dies while the
-service runs is restarted.
+Signals: SIGINT and SIGTERM are handled for the whole life of the service, start-up and
+shut-down included. The first asks for the orderly stop above; a second one stops now:
+every worker and its children are killed, the embedded Redis is stopped, exit code 1.
 """
 
 from __future__ import annotations
@@ -17,19 +17,17 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
 import sys
-from pathlib import Path
+from types import FrameType
 
 import structlog
 
 from monitor.config import Config
 from monitor.poller import Poller
+from monitor.processes import WorkerProcesses
 from monitor.redis_server import RedisServer
 
 log = structlog.get_logger()
-
-GRACE_S = 20.0
 
 
 def redis_url_for(config: Config) -> str:
@@ -37,43 +35,38 @@ def redis_url_for(config: Config) -> str:
     return config.redis.url or os.environ.get("REDIS_URL", "")
 
 
-class WorkerProcesses:
-    """``wirewatch work`` child processes, supervised."""
+class _Shutdown:
+    """SIGINT/SIGTERM: the first sets ``requested``; the second forces an exit."""
 
-    def __init__(self, config_path: Path, redis_url: str, count: int) -> None:
-        self._args = [sys.executable, "-m", "monitor", "--config", str(config_path), "work"]
-        self._env = {**os.environ, "REDIS_URL": redis_url}
-        self._count = count
-        self._processes: list[subprocess.Popen[bytes]] = []
+    def __init__(self) -> None:
+        self.requested = False
+        self.workers: WorkerProcesses | None = None
+        self.server: RedisServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event: asyncio.Event | None = None
 
-    def start(self) -> None:
-        self._processes = [self._spawn() for _ in range(self._count)]
+    def install(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._handle)
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            self._args, env=self._env, stdin=subprocess.DEVNULL, start_new_session=True
-        )
-        log.info("worker_process_started", pid=process.pid)
-        return process
+    def attach(self, loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
+        self._loop, self._event = loop, event
+        if self.requested:
+            event.set()
 
-    def restart_dead(self) -> None:
-        for index, process in enumerate(self._processes):
-            if process.poll() is not None:
-                log.warning("worker_process_exited", pid=process.pid, returncode=process.returncode)
-                self._processes[index] = self._spawn()
-
-    def stop(self, grace: float = GRACE_S) -> None:
-        for process in self._processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)  # rq: warm shutdown
-        for process in self._processes:
-            try:
-                process.wait(grace)
-            except subprocess.TimeoutExpired:
-                log.warning("worker_process_killed", pid=process.pid, grace_s=grace)
-                process.kill()
-                process.wait()
-        self._processes = []
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.requested:
+            log.warning("shutdown_forced", signal=name)
+            if self.workers is not None:
+                self.workers.kill()
+            if self.server is not None:
+                self.server.stop()
+            os._exit(1)
+        self.requested = True
+        log.info("shutdown_requested", signal=name)
+        if self._loop is not None and self._event is not None:
+            self._loop.call_soon_threadsafe(self._event.set)
 
 
 async def _supervise(workers: WorkerProcesses, stop: asyncio.Event) -> None:
@@ -83,22 +76,11 @@ async def _supervise(workers: WorkerProcesses, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), timeout=1.0)
 
 
-async def serve_poller(
-    config: Config, redis_url: str, workers: WorkerProcesses | None = None
+async def _poll_until_stopped(
+    config: Config, redis_url: str, shutdown: _Shutdown, workers: WorkerProcesses | None
 ) -> None:
-    """Poll until SIGTERM/SIGINT (a second signal exits at once); supervise ``workers``."""
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def on_signal(signum: int) -> None:
-        if stop.is_set():  # a second signal: stop now
-            log.warning("shutdown_forced", signal=signal.Signals(signum).name)
-            os._exit(1)
-        log.info("shutdown_requested", signal=signal.Signals(signum).name)
-        stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
+    shutdown.attach(asyncio.get_running_loop(), stop)
     poller = Poller(config, redis_url)
     if workers is None:
         await poller.run(stop)
@@ -106,27 +88,43 @@ async def serve_poller(
         await asyncio.gather(poller.run(stop), _supervise(workers, stop))
 
 
+def serve_poller(config: Config, redis_url: str) -> None:
+    """``wirewatch poll``: poll until SIGTERM/SIGINT (a second signal exits at once)."""
+    shutdown = _Shutdown()
+    shutdown.install()
+    asyncio.run(_poll_until_stopped(config, redis_url, shutdown, None))
+
+
 def run_service(config: Config) -> None:
     if config.source is None:
         raise ValueError("run_service needs a config loaded from a file")
+    shutdown = _Shutdown()
+    shutdown.install()
     redis_url = redis_url_for(config)
     server: RedisServer | None = None
-    if not redis_url:
-        server = RedisServer(config.data_dir()).start()
-        redis_url = server.url
-        log.info("redis_embedded", data_dir=str(server.data_dir), pid=server.pid)
-    workers = WorkerProcesses(config.source, redis_url, config.workers.processes)
+    workers: WorkerProcesses | None = None
     try:
+        if not redis_url:
+            server = shutdown.server = RedisServer(config.data_dir()).start()
+            redis_url = server.url
+            log.info("redis_embedded", data_dir=str(server.data_dir), pid=server.pid)
+        workers = shutdown.workers = WorkerProcesses(
+            config.source, redis_url, config.workers.processes
+        )
         workers.start()
         log.info(
             "service_started",
             feeds=sum(feed.enabled for feed in config.feeds),
             rules=sum(rule.enabled for rule in config.rules),
             workers=config.workers.processes,
+            worker_pids=workers.pids,
         )
-        asyncio.run(serve_poller(config, redis_url, workers))
+        if not shutdown.requested:
+            asyncio.run(_poll_until_stopped(config, redis_url, shutdown, workers))
     finally:
-        workers.stop()
+        if workers is not None:
+            workers.stop()
         if server is not None:
             server.stop()
         log.info("service_stopped")
+    sys.stdout.flush()

@@ -5,12 +5,14 @@ Role: the far side of the delivery channels, so tests exercise real HTTP and SMT
 * :class:`WebhookReceiver`: an aiohttp server on ``127.0.0.1`` (a free port), run by its
   own event loop in a background thread. It verifies every request with the
   ``standardwebhooks`` package (an implementation independent of ours) and records it as
-  a :class:`ReceivedWebhook`. It answers 200 unless told otherwise with
+  a :class:`ReceivedWebhook` (unsigned senders such as Apprise are recorded with
+  ``verified=False``). It answers 200 unless told otherwise with
   :meth:`WebhookReceiver.respond_with` (a queue of statuses or :class:`Reply` values,
   each used once, e.g. 503, 503, 200).
 * :class:`SmtpSink`: an aiosmtpd ``Controller`` on ``127.0.0.1`` that keeps every message
   it accepts, parsed with ``email.policy.default``, as a :class:`ReceivedMail`. It can
-  require AUTH (plain text, for tests only) and answer DATA with a chosen reply.
+  require AUTH (plain text, for tests only), answer DATA with a chosen reply, and speak
+  TLS: STARTTLS (``starttls=`` a server context) or implicit TLS (``implicit_tls=``).
 
 Fixtures ``webhook_receiver`` and ``smtp_sink`` start one per test and stop it after.
 Use them from another test module with ``from receivers import webhook_receiver`` or
@@ -31,6 +33,7 @@ import email.policy
 import json
 import secrets
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -78,6 +81,9 @@ class ReceivedWebhook:
     json: Any
     verified: bool
     status: int  # what the receiver answered
+    method: str = "POST"
+    path: str = "/hook"
+    form: dict[str, str] = field(default_factory=dict)  # for form-encoded bodies
 
 
 class WebhookReceiver:
@@ -161,11 +167,22 @@ class WebhookReceiver:
             parsed: Any = json.loads(body)
         except ValueError:
             parsed = None
+        form: dict[str, str] = {}
+        if request.content_type == "application/x-www-form-urlencoded":
+            form = {key: str(value) for key, value in (await request.post()).items()}
         with self._lock:
             reply = self._replies.pop(0) if self._replies else Reply()
             self._received.append(
                 ReceivedWebhook(
-                    headers.get("webhook-id"), headers, body, parsed, verified, reply.status
+                    headers.get("webhook-id"),
+                    headers,
+                    body,
+                    parsed,
+                    verified,
+                    reply.status,
+                    request.method,
+                    request.path,
+                    form,
                 )
             )
         if reply.delay:
@@ -183,6 +200,7 @@ class ReceivedMail:
     message: EmailMessage
     raw: bytes
     login: str | None  # the AUTH user name, None when the client did not log in
+    tls: bool = False  # whether the message came over TLS (STARTTLS or implicit)
 
 
 class _Handler:
@@ -211,9 +229,13 @@ class _Handler:
         assert isinstance(message, EmailMessage)
         auth = session.auth_data
         login = auth.login.decode() if isinstance(auth, LoginPassword) else None
+        transport = server.transport
+        tls = transport is not None and transport.get_extra_info("ssl_object") is not None
         with self._sink.lock:
             self._sink.messages.append(
-                ReceivedMail(envelope.mail_from or "", list(envelope.rcpt_tos), message, raw, login)
+                ReceivedMail(
+                    envelope.mail_from or "", list(envelope.rcpt_tos), message, raw, login, tls
+                )
             )
         return "250 OK"
 
@@ -223,10 +245,17 @@ class SmtpSink:
 
     ``credentials`` (user, password) makes AUTH required (over plain text: tests only).
     ``data_reply`` (e.g. ``"451 4.3.0 try later"``) rejects every message with it.
+    ``starttls`` (a server-side SSL context) offers STARTTLS; ``implicit_tls`` makes the
+    whole connection TLS from the first byte (port 465 style).
     """
 
     def __init__(
-        self, credentials: tuple[str, str] | None = None, data_reply: str | None = None
+        self,
+        credentials: tuple[str, str] | None = None,
+        data_reply: str | None = None,
+        *,
+        starttls: ssl.SSLContext | None = None,
+        implicit_tls: ssl.SSLContext | None = None,
     ) -> None:
         self.host = "127.0.0.1"
         self.port = free_port()
@@ -243,6 +272,8 @@ class SmtpSink:
             # which warns (an error in tests) that AUTH without TLS is insecure.
             auth_require_tls=False,
             authenticator=self._authenticate,
+            ssl_context=implicit_tls,
+            tls_context=starttls,
         )
 
     def _authenticate(

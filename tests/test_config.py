@@ -35,7 +35,7 @@ def test_interpolation_defaults_and_secrets() -> None:
     assert config.redis.url == ""
     ops, desk = config.channels["ops"], config.channels["desk"]
     assert isinstance(ops, WebhookChannel) and isinstance(desk, EmailChannel)
-    assert ops.secret is not None and ops.secret.get_secret_value() == SECRET
+    assert ops.secrets == [SECRET]
     assert desk.smtp.port == 2525  # a default from ${VAR:-default}, coerced to int
     assert desk.smtp.password.get_secret_value() == "hunter2"
     assert SECRET not in repr(config) and "hunter2" not in repr(config)
@@ -153,3 +153,57 @@ def test_check_command_accepts_the_shipped_config() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "ok" in done.stdout
+
+
+EVERYTHING_WRONG = """redis: {prefx: "x:"}
+feeds:
+  - {url: "file:a.xml"}
+  - {url: "file:a.xml"}
+channels:
+  email: {type: email, to: ["nope"], from: "a@b.example"}
+  "bad name!": {type: log}
+rules:
+  - {id: r1, query: "China AND (Russia", channels: [email, nope]}
+  - {id: r1, query: "x and y", channels: [email]}
+"""
+
+
+def test_every_kind_of_error_is_reported_together(tmp_path: Path) -> None:
+    path = tmp_path / "wrong.yaml"
+    path.write_text(EVERYTHING_WRONG)
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "check", "--config", str(path)],  # --config after
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    expected = [
+        "line 1: redis.prefx: unknown setting",
+        "line 4: feeds.1.url: duplicate feed 'file:a.xml'",
+        "line 6: channels.email.to: not a plain e-mail address: 'nope'",
+        "line 7: channels.bad name!: a channel name is letters",
+        "line 9: rules.0.channels: unknown channel 'nope'",
+        "line 9: rules.0.query: rule r1: syntax error at position 10",
+        "line 10: rules.1.id: duplicate rule id 'r1'",
+        "line 10: rules.1.query: rule r1: syntax error at position 2",
+    ]
+    for line in expected:
+        assert line in done.stderr, (line, done.stderr)
+    assert "7 problem(s)" not in done.stderr and "8 problem(s)" in done.stderr
+
+
+def test_the_config_can_come_from_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "env.yaml"
+    path.write_text("channels: {c: {type: log}}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "WIREWATCH_CONFIG": str(path)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert str(path) in done.stdout

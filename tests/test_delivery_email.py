@@ -5,17 +5,23 @@ Message-ID, the envelope recipients; a hostile headline cannot inject a header; 
 headlines are cut; HTML escapes feed text, highlights matched spans and links only
 http(s) URLs; SMTP down, timeouts and 4xx replies are transient, 5xx replies and failed
 AUTH permanent; AUTH is used when a username is configured; STARTTLS on a server
-without it is a permanent (configuration) error.
+without it is a permanent (configuration) error. TLS for real (a ``trustme`` CA):
+STARTTLS and implicit TLS deliver when the CA is trusted through
+``WIREWATCH_SMTP_CAFILE``; a certificate that does not verify and an unreadable CA file
+are permanent errors.
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+from certs import server_tls, tls_ca, trusted_ca
 from receivers import SmtpSink, free_port, smtp_sink
 
 from monitor.config import EmailChannel
@@ -29,10 +35,11 @@ from workers.delivery import (
     email_text,
     send_email,
 )
+from workers.delivery.email import CAFILE_ENV
 from workers.delivery.render import SUBJECT_MAX, highlight
 from workers.model import Alert, Entity, MatchedTerm
 
-__all__ = ["smtp_sink"]  # the fixture, imported for pytest
+__all__ = ["server_tls", "smtp_sink", "tls_ca", "trusted_ca"]  # fixtures, for pytest
 
 TITLE = "Acme recalls widgets in France"
 
@@ -261,3 +268,60 @@ def test_smtp_timeout_is_transient(silent_server: int) -> None:
         send_email(make_alert(), channel)
     assert caught.value.transient
     assert "timed out" in caught.value.reason
+
+
+@pytest.mark.usefixtures("trusted_ca")
+def test_starttls_with_a_trusted_ca_delivers_over_tls(server_tls: ssl.SSLContext) -> None:
+    with SmtpSink(credentials=("desk", "pa55word"), starttls=server_tls) as sink:
+        channel = channel_for(sink, starttls=True, username="desk", password="pa55word")
+        send_email(make_alert(), channel)
+        [mail] = sink.wait_for(1)
+    assert mail.tls
+    assert mail.login == "desk"
+    assert mail.message["Message-ID"] == "<a1b2c3d4@wirewatch>"
+
+
+@pytest.mark.usefixtures("trusted_ca")
+def test_implicit_tls_with_a_trusted_ca_delivers(server_tls: ssl.SSLContext) -> None:
+    with SmtpSink(implicit_tls=server_tls) as sink:
+        deliver(make_alert(), "desk-mail", channel_for(sink, ssl=True))
+        [mail] = sink.wait_for(1)
+    assert mail.tls
+    assert mail.rcpt_tos == ["analyst@desk.example", "editor@desk.example"]
+
+
+@pytest.mark.parametrize("mode", ["starttls", "ssl"])
+def test_an_untrusted_certificate_is_permanent(
+    server_tls: ssl.SSLContext, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    monkeypatch.delenv(CAFILE_ENV, raising=False)  # the test CA is unknown to the system
+    if mode == "starttls":
+        sink = SmtpSink(starttls=server_tls)
+    else:
+        sink = SmtpSink(implicit_tls=server_tls)
+    with sink:
+        with pytest.raises(DeliveryError) as caught:
+            send_email(make_alert(), channel_for(sink, **{mode: True}))
+        assert sink.messages == []
+    assert not caught.value.transient
+    assert "certificate" in caught.value.reason
+    assert isinstance(caught.value.__cause__, ssl.SSLCertVerificationError)
+
+
+def test_an_unreadable_ca_file_is_permanent(
+    smtp_sink: SmtpSink, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CAFILE_ENV, str(tmp_path / "missing.pem"))
+    with pytest.raises(DeliveryError) as caught:
+        send_email(make_alert(), channel_for(smtp_sink, starttls=True))
+    assert not caught.value.transient
+    assert CAFILE_ENV in caught.value.reason
+    assert smtp_sink.messages == []
+
+
+def test_the_ca_file_is_ignored_without_tls(
+    smtp_sink: SmtpSink, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CAFILE_ENV, str(tmp_path / "missing.pem"))
+    send_email(make_alert(), channel_for(smtp_sink))
+    assert not smtp_sink.wait_for(1)[0].tls

@@ -1,7 +1,8 @@
 """Webhook delivery against a real local receiver that verifies with ``standardwebhooks``.
 
 Covers: the signature verifies with an independent implementation and fails for a
-tampered body; unsigned when there is no secret; custom headers sent but unable to
+tampered body; during a key rotation one signature per key, so receivers on the old and
+on the new key both verify; unsigned when there is no secret; custom headers sent but unable to
 replace protocol headers; the body carries rule, item, entities and matched terms;
 2xx is success; 500/503/429 are transient (with Retry-After), 404/400/3xx permanent;
 refused connections and timeouts are transient; ``deliver`` relabels errors with the
@@ -16,7 +17,7 @@ from email.utils import format_datetime
 
 import httpx
 import pytest
-from receivers import Reply, WebhookReceiver, free_port, webhook_receiver
+from receivers import Reply, WebhookReceiver, free_port, new_secret, webhook_receiver
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from monitor.config import WebhookChannel
@@ -73,13 +74,14 @@ def test_signed_delivery_verifies_with_standardwebhooks(webhook_receiver: Webhoo
     assert got.headers["webhook-signature"].startswith("v1,")
     assert got.body == webhook_body(alert)
     assert got.json == alert.to_json()
-    assert Alert.from_json(got.json) == alert
+    assert Alert.from_json(got.json).to_json() == alert.to_json()
 
 
 def test_body_carries_rule_item_entities_and_reasons(webhook_receiver: WebhookReceiver) -> None:
     send_webhook(make_alert(), channel_for(webhook_receiver))
     body = webhook_receiver.wait_for(1)[0].json
-    assert body["rule"] == {"id": "acme-recalls", "query": "acme AND recall*"}
+    assert body["rule"]["id"] == "acme-recalls"
+    assert body["rule"]["query"] == "acme AND recall*"
     item = body["item"]
     assert item["title"] == "Acme recalls widgets in France"
     assert item["url"] == "https://news.example/acme-recall"
@@ -114,6 +116,32 @@ def test_wrong_secret_is_not_verified() -> None:
         other.stop()
         send_webhook(make_alert(), channel)
         assert receiver.wait_for(1)[0].verified is False
+
+
+def test_rotation_signs_with_every_key_and_both_receivers_verify() -> None:
+    with WebhookReceiver() as old_side, WebhookReceiver() as new_side:
+        # Newest first, as in the config: [new, old].
+        keys = [new_side.secret, old_side.secret]
+        alert = make_alert()
+        for receiver in (old_side, new_side):
+            send_webhook(alert, channel_for(receiver, secret=keys))
+        got_old, got_new = old_side.wait_for(1)[0], new_side.wait_for(1)[0]
+        assert got_old.verified
+        assert got_new.verified
+    signatures = got_new.headers["webhook-signature"].split(" ")
+    assert len(signatures) == 2
+    assert all(sig.startswith("v1,") for sig in signatures)
+    for key in keys:  # each key alone verifies the same request
+        Webhook(key).verify(got_new.body, got_new.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new_secret()).verify(got_new.body, got_new.headers)
+
+
+def test_a_single_key_list_sends_one_signature(webhook_receiver: WebhookReceiver) -> None:
+    send_webhook(make_alert(), channel_for(webhook_receiver, secret=[webhook_receiver.secret]))
+    got = webhook_receiver.wait_for(1)[0]
+    assert got.verified
+    assert " " not in got.headers["webhook-signature"]
 
 
 def test_unsigned_when_no_secret(webhook_receiver: WebhookReceiver) -> None:

@@ -18,9 +18,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
+import redis
 from feedserver import FeedServer
 from receivers import SmtpSink, WebhookReceiver
+
+from monitor.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = (ROOT / "seeds/feeds/world.xml").read_bytes()
@@ -38,7 +42,7 @@ def write_config(path: Path, feed_url: str, webhook: WebhookReceiver, smtp: Smtp
     path.write_text(f"""
 redis: {{data_dir: data}}
 poller: {{interval: 1}}
-workers: {{processes: 1, delivery_retries: [1, 2, 5]}}
+workers: {{processes: 1}}
 logging: {{format: json}}
 feeds:
   - {{url: "{feed_url}", name: "Local wire", interval: 1}}
@@ -89,6 +93,16 @@ def events(log: Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError:
                 continue
     return found
+
+
+def _processed_again(log: Path, offset: int) -> bool:
+    with log.open("rb") as handle:
+        handle.seek(offset)
+        later = handle.read().decode(errors="replace")
+    return any(
+        event.get("event") == "batch_processed" and event.get("items") == 15
+        for event in (json.loads(line) for line in later.splitlines() if line.startswith("{"))
+    )
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -150,12 +164,23 @@ def test_service_alerts_once_per_story_across_polls_and_restarts(
     assert not (tmp_path / "data" / "redis.sock").exists()  # embedded Redis stopped
     assert any((tmp_path / "data").glob("appendonly*"))  # and it kept an AOF
 
-    # Restart: the seen items, alerts and deliveries are remembered (AOF).
+    # Forget which items were seen and the feed's validators, so the restarted poller
+    # enqueues the whole feed again: what must hold it back now is the dedupe and alert
+    # state kept in the AOF.
+    with RedisServer(tmp_path / "data") as redis_again:
+        client = redis.Redis.from_url(redis_again.url)
+        forgotten = [*client.scan_iter("wirewatch:seen:*"), *client.scan_iter("wirewatch:feed:*")]
+        assert forgotten and client.delete(*forgotten) == len(forgotten)
+        assert client.exists(f"wirewatch:alert:{hook.id}")
+        client.close()
+
+    # Restart: alerts and deliveries are remembered.
     log_size = log.stat().st_size
     service = Service(config, webhook.secret, log)
     try:
         polls_at_restart = feeds.hits("/world.xml")
         wait_until(lambda: feeds.hits("/world.xml") >= polls_at_restart + 3, 60, "polls")
+        wait_until(lambda: _processed_again(log, log_size), 30, "the re-enqueued batch")
         assert len(webhook.received) == 1 and len(smtp.messages) == 1
         # A new story on the feed still gets through, once.
         feeds.set("/world.xml", SEED.replace(b"</channel>", EXTRA, 1))
@@ -170,3 +195,31 @@ def test_service_alerts_once_per_story_across_polls_and_restarts(
     second_run = [e for e in events(log) if e.get("timestamp")][len(first_run) :]
     assert log.stat().st_size > log_size
     assert {"service_stopped"} <= {e["event"] for e in second_run}
+
+
+def test_a_second_signal_stops_everything_at_once(
+    tmp_path: Path, servers: tuple[FeedServer, WebhookReceiver, SmtpSink]
+) -> None:
+    feeds, webhook, smtp = servers
+    config = tmp_path / "wirewatch.yaml"
+    write_config(config, feeds.set("/world.xml", SEED), webhook, smtp)
+    log = tmp_path / "service.log"
+    service = Service(config, webhook.secret, log)
+    try:
+        wait_until(lambda: "worker_started" in log.read_text(), 60, "the worker")
+        started = {e["event"]: e for e in events(log)}
+        pids = [started["redis_embedded"]["pid"], *started["service_started"]["worker_pids"]]
+        family = [psutil.Process(pid) for pid in pids]
+        family += [child for process in family for child in process.children(recursive=True)]
+        service.process.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        service.process.send_signal(signal.SIGTERM)
+        assert service.process.wait(20) == 1
+    finally:
+        service.stop()
+    assert "shutdown_forced" in log.read_text()
+    _, alive = psutil.wait_procs(family, timeout=10)
+    assert not alive, [p.pid for p in alive]
+    # The data folder is free again: a new embedded Redis can take it at once.
+    with RedisServer(tmp_path / "data"):
+        pass

@@ -22,9 +22,12 @@ from monitor.config_loader import parse_config
 from monitor.items import Item, batch_payload
 from monitor.keys import Keys
 from workers import resources
+from workers.api import list_alerts, list_dead, replay
 from workers.worker import run_worker
 
 ROOT = Path(__file__).resolve().parent.parent
+# Retries at once (under a second is "now"), so burst workers see them; 4 tries in all.
+FAST = "{attempts: 4, first_delay: 0.01, jitter: 0}"
 RULE = 'China AND ("military aid" OR "military assistance" OR weapons) AND (Russia OR Moscow)'
 
 
@@ -47,7 +50,7 @@ def seed_items(feed_url: str = "https://seed.test/world.xml") -> list[Item]:
 def make_config(prefix: str, webhook: WebhookReceiver, smtp: SmtpSink, retries: str) -> Config:
     text = f"""
 redis: {{prefix: "{prefix}"}}
-workers: {{delivery_retries: {retries}}}
+delivery: {{retry: {retries}}}
 channels:
   ops: {{type: webhook, url: "{webhook.url}", secret: "{webhook.secret}", timeout: 2}}
   desk: {{type: email, to: ["desk@example.org"], from: "wirewatch@example.org",
@@ -85,7 +88,7 @@ def test_seed_batch_gives_one_webhook_and_one_email(
     webhook: WebhookReceiver,
     smtp: SmtpSink,
 ) -> None:
-    config = make_config(prefix, webhook, smtp, "[0]")
+    config = make_config(prefix, webhook, smtp, FAST)
     items = seed_items()
     enqueue(redis_client, config, items)
     run_worker(config, redis_url, burst=True)
@@ -121,7 +124,7 @@ def test_the_same_story_from_another_feed_is_a_duplicate(
     webhook: WebhookReceiver,
     smtp: SmtpSink,
 ) -> None:
-    config = make_config(prefix, webhook, smtp, "[0]")
+    config = make_config(prefix, webhook, smtp, FAST)
     enqueue(redis_client, config, seed_items("https://a.test/feed"))
     enqueue(redis_client, config, seed_items("https://b.test/feed"))
     run_worker(config, redis_url, burst=True)
@@ -137,7 +140,7 @@ def test_a_webhook_that_fails_is_retried_until_it_succeeds(
     smtp: SmtpSink,
 ) -> None:
     webhook.respond_with(503, 500)  # then 200
-    config = make_config(prefix, webhook, smtp, "[0, 0, 0]")
+    config = make_config(prefix, webhook, smtp, FAST)
     enqueue(redis_client, config, seed_items())
     run_worker(config, redis_url, burst=True)
     received = webhook.wait_for(3)
@@ -155,13 +158,41 @@ def test_a_404_is_not_retried_and_not_marked_delivered(
     smtp: SmtpSink,
 ) -> None:
     webhook.respond_with(404, 404, 404)
-    config = make_config(prefix, webhook, smtp, "[0, 0, 0]")
+    config = make_config(prefix, webhook, smtp, FAST)
     enqueue(redis_client, config, seed_items())
     run_worker(config, redis_url, burst=True)
     [only] = webhook.wait_for(1)
     assert only.status == 404
     assert not redis_client.exists(Keys(prefix).delivered(only.id or "", "ops"))
     assert len(smtp.wait_for(1)) == 1  # the other channel is unaffected
+    [letter] = list_dead(redis_client, Keys(prefix))
+    assert letter.id == f"{only.id}:ops"
+    assert "404" in letter.reason
+    assert [a.status for a in letter.attempts] == [404]
+
+
+def test_a_receiver_that_stays_down_ends_in_the_dead_letters_and_replays(
+    redis_url: str,
+    redis_client: redis.Redis,
+    prefix: str,
+    webhook: WebhookReceiver,
+    smtp: SmtpSink,
+) -> None:
+    webhook.respond_with(503, 503, 503, 503)  # four tries, all refused
+    config = make_config(prefix, webhook, smtp, FAST)
+    enqueue(redis_client, config, seed_items())
+    run_worker(config, redis_url, burst=True)
+    assert [r.status for r in webhook.wait_for(4)] == [503] * 4
+    [letter] = list_dead(redis_client, Keys(prefix))
+    assert "gave up after 4 tries" in letter.reason
+    assert [a.attempt for a in letter.attempts] == [1, 2, 3, 4]
+    # The receiver is back: the operator replays, the alert arrives, the letter is gone.
+    assert replay(redis_client, config, None) == [letter.id]
+    run_worker(config, redis_url, burst=True)
+    assert [r.status for r in webhook.wait_for(5)][-1] == 200
+    assert list_dead(redis_client, Keys(prefix)) == []
+    statuses = list_alerts(redis_client, Keys(prefix))[0].channels
+    assert statuses == {"ops": "delivered", "desk": "delivered", "console": "delivered"}
 
 
 def test_processed_items_are_kept_with_their_entities(
@@ -171,7 +202,7 @@ def test_processed_items_are_kept_with_their_entities(
     webhook: WebhookReceiver,
     smtp: SmtpSink,
 ) -> None:
-    config = make_config(prefix, webhook, smtp, "[0]")
+    config = make_config(prefix, webhook, smtp, FAST)
     items = seed_items()
     enqueue(redis_client, config, items[:1])
     run_worker(config, redis_url, burst=True)

@@ -162,6 +162,26 @@ def test_a_failing_feed_records_failures_and_backs_off(
     assert (final.failures, final.last_error, final.last_status) == (0, None, 200)
 
 
+def test_a_restarted_poller_keeps_a_failing_feeds_backoff(
+    feed_server: FeedServer, redis_url: str, prefix: str
+) -> None:
+    url = feed_server.set("down.xml", "oops", status=503)
+    feed = FeedConfig(url=url, interval=10)
+    config = make_config(prefix, feed, max_backoff=60)
+
+    async def fail_twice(poller: Poller) -> None:
+        for _ in range(2):
+            await poller.poll_feed(feed)
+
+    async def due_in(poller: Poller) -> float:
+        return await poller._time_until_due(feed)
+
+    with_poller(config, redis_url, fail_twice)
+    # A new process (a restart): the feed is still backing off (~30 s), not polled at once.
+    assert 20 < with_poller(config, redis_url, due_in) <= 30
+    assert with_poller(make_config(prefix + "fresh:", feed), redis_url, due_in) == 0
+
+
 def test_failure_state_is_kept_in_redis(
     redis_url: str, redis_client: redis.Redis, prefix: str
 ) -> None:
@@ -245,7 +265,7 @@ def test_run_polls_at_the_interval_and_stops_promptly(
     assert feed_server.hits("fast.xml") >= 3
     assert feed_server.hits("slow.xml") == 1
     assert feed_server.hits("off.xml") == 0
-    assert stopping < 2
+    assert stopping < 10  # generous: CI machines are shared and slow
     assert len(jobs(redis_client, prefix)) == 2  # one per feed, none for repeats
     assert redis_client.keys(f"{prefix}heartbeat:poller:*") == []  # removed on stop
 
@@ -266,7 +286,7 @@ def test_stop_cancels_an_in_flight_poll_after_the_grace_period(
         await task
         return time.monotonic() - started
 
-    assert asyncio.run(main()) < 1.5
+    assert asyncio.run(main()) < 5  # grace 0.2 s, not the 10 s the server hangs
 
 
 def test_seen_set_trims_only_keys_absent_for_the_window(redis_url: str, prefix: str) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import redis
 
-from monitor.redis_server import RedisServer, find_redis_server
+from monitor.redis_server import RedisServer, RedisServerError, find_redis_server, running_url
 
 
 def test_binary_is_found() -> None:
@@ -30,3 +31,18 @@ def test_a_deep_data_folder_still_gets_a_short_socket(tmp_path: Path) -> None:
     with RedisServer(deep) as server:
         assert len(str(server.socket)) <= 100
         assert redis.Redis.from_url(server.url).ping()
+
+
+def test_one_server_per_data_folder(tmp_path: Path) -> None:
+    with RedisServer(tmp_path / "data"), pytest.raises(RedisServerError, match="in use"):
+        RedisServer(tmp_path / "data").start()
+    # Released on stop: the folder can be used again.
+    with RedisServer(tmp_path / "data") as again:
+        assert redis.Redis.from_url(again.url).ping()
+
+
+def test_running_url_finds_a_live_server_only(tmp_path: Path) -> None:
+    assert running_url(tmp_path / "data") == ""
+    with RedisServer(tmp_path / "data") as server:
+        assert running_url(tmp_path / "data") == server.url
+    assert running_url(tmp_path / "data") == ""

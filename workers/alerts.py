@@ -1,96 +1,135 @@
-"""Turn a rule match into an alert, exactly once per (rule, item), and queue its deliveries.
+"""Turn a rule match into an alert, once per (rule, story), and route it to channels.
 
-The alert's id is derived from the rule id and the item key, so every worker computes
-the same id for the same pair. ``SET alert:{id} NX`` is the claim: the worker that
-creates the key enqueues one delivery job per channel. Deliveries are rq jobs on the
-alerts queue with deterministic job ids and a ``Retry`` schedule; the delivery job
-itself checks ``delivered:{id}:{channel}`` before sending, so a job that runs twice
-sends once (and the ``webhook-id`` / Message-ID let receivers drop any repeat).
+The alert id is derived from the rule id and the story id, so every worker computes the
+same id for the same pair. ``SET alert:{id} NX`` is the claim; the worker that makes it
+routes the alert to each of the rule's channels (:func:`workers.fatigue.route`): send
+now, hold for a digest (the channel's digest window, quiet hours, or the rule's rate
+limit overflowing), or skip (a muted story, a severity below the channel's minimum).
+Every decision is logged and written to the alert history.
 
-If a worker dies after the claim but before enqueueing, the retried batch finds the
-alert record without its ``queued`` flag and enqueues the missing deliveries.
+If a worker dies after the claim but before routing, the retried batch finds the alert
+without its ``queued`` flag and routes it then; every routing step is idempotent
+(deterministic job ids, digest buffers keyed by alert id, rate windows keyed by alert id).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import redis
 import structlog
-from rq import Queue, Retry
+from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from monitor.config import Config
+from monitor.config import RuleConfig
 from monitor.keys import Keys, digest
+from workers import digest as digests
+from workers.dispatch import enqueue_delivery, history, job_id
+from workers.fatigue import route
 from workers.model import Alert
+from workers.ratelimit import over_rate
+from workers.resources import Resources
 
 log = structlog.get_logger()
 
-DELIVER_JOB = "workers.jobs.deliver"
+FLUSH_JOB = "workers.jobs.flush_digest"
 
 
-def alert_id(rule_id: str, item_key: str) -> str:
-    return digest(f"{rule_id}\x00{item_key}", 32)
+def alert_id(rule_id: str, story_id: str) -> str:
+    return digest(f"{rule_id}\x00{story_id}", 32)
 
 
-def delivery_job_id(keys: Keys, alert: str, channel: str) -> str:
-    """rq job ids live in rq's global namespace: qualify them with our key prefix."""
-    return f"ww{digest(keys.prefix, 8)}-deliver-{alert}-{channel}"
-
-
-def raise_alert(
-    connection: redis.Redis, config: Config, keys: Keys, alert: Alert, channels: Sequence[str]
-) -> bool:
-    """Record the alert and enqueue its deliveries. False when it existed already."""
+def raise_alert(connection: redis.Redis, res: Resources, alert: Alert, rule: RuleConfig) -> bool:
+    """Record the alert and route it. False when it existed (and was routed) already."""
+    keys = res.keys
     key = keys.alert(alert.id)
-    ttl = int(config.workers.alert_days * 86400)
+    ttl = int(res.config.workers.alert_days * 86400)
     record = json.dumps(alert.to_json(), separators=(",", ":"))
     created = bool(connection.set(key, record, nx=True, ex=ttl))
-    queued_flag = f"{key}:queued"
-    if not created and connection.exists(queued_flag):
-        log.info("alert_duplicate", alert_id=alert.id, rule=alert.rule_id, item=alert.item.key)
+    routed_flag = f"{key}:queued"
+    if not created and connection.exists(routed_flag):
+        log.info("alert_duplicate", alert_id=alert.id, rule=alert.rule_id, story=alert.story)
         return False
-    _enqueue_deliveries(connection, config, keys, alert.id, channels)
-    connection.set(queued_flag, "1", ex=ttl)
     if created:
-        connection.xadd(
-            keys.alert_history(),
-            {"id": alert.id, "rule": alert.rule_id, "title": alert.item.title},
-            maxlen=10_000,
-            approximate=True,
+        history(
+            connection,
+            res,
+            "raised",
+            alert.id,
+            rule=alert.rule_id,
+            story=alert.story,
+            severity=alert.severity,
+            title=alert.item.title,
+            url=alert.item.url,
         )
         log.info(
             "alert_raised",
             alert_id=alert.id,
             rule=alert.rule_id,
-            item=alert.item.key,
+            story=alert.story,
             title=alert.item.title,
-            channels=list(channels),
+            channels=rule.channels,
         )
+    _route(connection, res, alert, rule)
+    connection.set(routed_flag, "1", ex=ttl)
     return created
 
 
-def _enqueue_deliveries(
-    connection: redis.Redis, config: Config, keys: Keys, alert: str, channels: Sequence[str]
-) -> None:
-    queue = Queue(keys.alerts_queue, connection=connection, serializer=JSONSerializer)
-    intervals = config.workers.delivery_retries
-    for channel in channels:
-        if connection.exists(keys.delivered(alert, channel)):
+def _route(connection: redis.Redis, res: Resources, alert: Alert, rule: RuleConfig) -> None:
+    keys = res.keys
+    now = datetime.now(UTC)
+    muted = bool(connection.exists(keys.muted(alert.story)))
+    over: bool | None = None  # asked once, and only if some channel would send now
+    for name in rule.channels:
+        channel = res.config.channels[name]
+        decision = route(rule, channel, now=now, over_rate=False, muted=muted)
+        if decision.action == "send" and rule.max_rate is not None:
+            if over is None:
+                over = over_rate(
+                    connection, keys, rule.id, rule.max_rate, alert.id, now.timestamp()
+                )
+            if over:
+                decision = route(rule, channel, now=now, over_rate=True, muted=muted)
+        if decision.action == "send":
+            if connection.exists(keys.delivered(alert.id, name)):
+                continue
+            if not Job.exists(job_id(keys, alert.id, name, 1), connection=connection):
+                enqueue_delivery(connection, keys, alert.id, name)
             continue
-        job_id = delivery_job_id(keys, alert, channel)
-        if Job.exists(job_id, connection=connection):
-            continue
-        queue.enqueue(
-            DELIVER_JOB,
-            alert,
-            channel,
-            job_id=job_id,
-            retry=Retry(max=len(intervals), interval=intervals) if intervals else None,
-            job_timeout=120,
-            result_ttl=86400,
-            failure_ttl=30 * 86400,
-            description=f"deliver alert {alert} to {channel}",
+        history(connection, res, decision.action, alert.id, channel=name, reason=decision.reason)
+        log.info(
+            "alert_held" if decision.action == "digest" else "alert_skipped",
+            alert_id=alert.id,
+            rule=alert.rule_id,
+            channel=name,
+            reason=decision.reason,
         )
+        if decision.action == "digest" and decision.flush_at is not None:
+            hold_for_digest(connection, keys, alert.id, name, decision.flush_at)
+
+
+def hold_for_digest(
+    connection: redis.Redis, keys: Keys, alert: str, channel: str, flush_at: datetime
+) -> None:
+    """Buffer the alert for the channel's next digest; schedule the flush if none is."""
+    if digests.add(connection, keys, channel, alert, flush_at.timestamp()):
+        schedule_flush(connection, keys, channel, flush_at)
+
+
+def schedule_flush(
+    connection: redis.Redis, keys: Keys, channel: str, at: datetime, attempt: int = 1
+) -> None:
+    """Run ``flush_digest(channel, attempt)`` at ``at`` (rq's scheduler runs in workers)."""
+    queue = Queue(keys.alerts_queue, connection=connection, serializer=JSONSerializer)
+    queue.enqueue_at(
+        at,
+        FLUSH_JOB,
+        channel,
+        attempt,
+        job_timeout=120,
+        result_ttl=86400,
+        failure_ttl=30 * 86400,
+        description=f"send the digest of channel {channel} (attempt {attempt})",
+    )

@@ -1,13 +1,21 @@
 """Exact deduplication across all feeds, atomic in Redis.
 
-An item is a duplicate when another item already claimed its GUID, its canonical URL
-or the hash of its normalised title and summary, within ``workers.dedupe_days``. The
-claim of all three keys is one Lua script, so two workers racing on copies of the
-same story cannot both win.
+An item is a duplicate when another item already claimed, within ``workers.dedupe_days``:
 
-Re-processing is safe: a key that holds the item's *own* key counts as not a duplicate,
+* its canonical URL (tracking parameters are gone by now, so the URL is global);
+* its GUID — across all feeds only when the GUID is globally unique by construction (an
+  absolute URL, ``urn:`` or ``tag:``); a bare ``12345`` or slug is only unique within
+  its own feed, so it is claimed per feed;
+* the hash of its normalised title and summary — only when there is a summary and
+  enough text, so short recurring headlines ("Live updates", "Corrections") with no
+  summary are not taken for one another.
+
+The claim of all keys is one Lua script, so two workers racing on copies of the same
+story cannot both win. A key that holds the item's *own* key counts as not a duplicate,
 so a batch retried after a crashed worker is processed again instead of being dropped
-(the alert stage has its own idempotency key, so nothing is sent twice).
+(the alert stage has its own idempotency key, so nothing is sent twice); when a batch
+fails for good, :func:`release` gives its claims back, so copies of its stories on
+other feeds are not dropped as duplicates of an item that never made it.
 
 Near-duplicates (the same wire story re-edited by other outlets) are a later stage.
 """
@@ -37,7 +45,21 @@ end
 return ''
 """
 
+# Delete each key only if this item still owns it.
+_RELEASE = """
+local released = 0
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('DEL', key)
+    released = released + 1
+  end
+end
+return released
+"""
+
 _SPACE = re.compile(r"\s+")
+_GLOBAL_ID = re.compile(r"^(https?://\S+|urn:\S+|tag:\S+)$", re.IGNORECASE)
+MIN_CONTENT_CHARS = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,18 +68,21 @@ class DedupeResult:
     duplicates: list[tuple[Item, str]]  # (item, key of the item it duplicates)
 
 
-def content_hash(item: Item) -> str:
-    """Hash of the visible text, insensitive to case and white space."""
-    text = _SPACE.sub(" ", f"{item.title}\n{item.summary}".casefold()).strip()
-    return digest(text, 32)
+def content_text(item: Item) -> str:
+    """The visible text, insensitive to case and white space."""
+    return _SPACE.sub(" ", f"{item.title}\n{item.summary}".casefold()).strip()
 
 
 def claim_keys(keys: Keys, item: Item) -> list[str]:
-    claims = [keys.dedupe("content", content_hash(item))]
+    claims = [keys.dedupe("item", digest(item.key, 32))]
+    text = content_text(item)
+    if item.summary.strip() and len(text) >= MIN_CONTENT_CHARS:
+        claims.append(keys.dedupe("content", digest(text, 32)))
     if item.url:
         claims.append(keys.dedupe("url", digest(item.url, 32)))
     if item.guid:
-        claims.append(keys.dedupe("guid", digest(item.guid, 32)))
+        scope = "" if _GLOBAL_ID.match(item.guid.strip()) else f"{item.feed_url}\x00"
+        claims.append(keys.dedupe("guid", digest(scope + item.guid.strip(), 32)))
     return claims
 
 
@@ -79,3 +104,12 @@ def dedupe(connection: redis.Redis, keys: Keys, items: list[Item], ttl_s: int) -
     # Two copies inside one batch: the script saw the first claim already, so the
     # second copy comes back as a duplicate of the first. Nothing more to do.
     return result
+
+
+def release(connection: redis.Redis, keys: Keys, items: list[Item]) -> int:
+    """Give back the claims these items hold (after they failed for good)."""
+    script = connection.register_script(_RELEASE)
+    pipe = connection.pipeline(transaction=False)
+    for item in items:
+        script(keys=claim_keys(keys, item), args=[item.key], client=pipe)
+    return sum(int(count) for count in pipe.execute())

@@ -1,30 +1,37 @@
-"""rq job entry points, referenced by dotted path: ``process_batch`` and ``deliver``.
+"""rq job entry points, referenced by dotted path from the queues.
 
-``process_batch`` runs one batch of new items from a poller through the stages:
-exact dedupe → entity extraction → rule matching → alerts (one per rule and item),
-and logs one summary line. ``deliver`` sends one alert to one channel; transient
-failures raise so rq retries them on the configured schedule (rq's scheduler must run
-in some worker, which ``wirewatch work`` does); a permanent failure is not retried.
+* ``process_batch(payload)``: a batch of new items from a poller → exact dedupe →
+  entities → rules → alerts (one per rule and story), with one summary log line.
+* ``deliver(alert_id, channel, attempt)``: one attempt to send one alert to one channel
+  (:mod:`workers.dispatch` retries and buries).
+* ``flush_digest(channel, attempt)``: send a channel's held alerts as one digest
+  (:mod:`workers.digest_flush`).
+* ``batch_job_failed``: rq's on-failure callback of a batch that failed for good: its
+  dedupe claims are released (the job stays in rq's failed registry for the operator).
+* ``delivery_job_failed``: rq's on-failure callback — a delivery job that crashed for
+  good (not a channel error: those are handled in the job) is buried, not dropped.
 
-Both are idempotent, because rq runs a job again after a crash or a retry.
+Every job is idempotent, because rq runs a job again after a crash or a retry.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from types import TracebackType
 from typing import Any
 
 import redis
 import structlog
 from rq import get_current_job
+from rq.job import Job
 
 from monitor.items import Item, items_from_payload
-from workers import resources
+from workers import deadletter, resources
 from workers.alerts import alert_id, raise_alert
-from workers.dedupe import dedupe
-from workers.delivery import DeliveryError
-from workers.delivery import deliver as deliver_to_channel
+from workers.dedupe import dedupe, release
+from workers.digest_flush import flush
+from workers.dispatch import deliver_alert, history
 from workers.entities import distinct, item_text
 from workers.model import Alert, Entity
 
@@ -39,6 +46,10 @@ def _connection() -> redis.Redis:
     return connection
 
 
+class BatchIncomplete(RuntimeError):
+    """Some items of a batch failed; rq retries the batch (the rest is idempotent)."""
+
+
 def process_batch(payload: dict[str, Any]) -> dict[str, int]:
     started = time.perf_counter()
     res = resources.current()
@@ -48,29 +59,22 @@ def process_batch(payload: dict[str, Any]) -> dict[str, int]:
     for item, owner in found.duplicates:
         log.info("item_duplicate", item=item.key, feed=item.feed_name, duplicate_of=owner)
     entities = res.extractor.extract_many([item_text(item) for item in found.new])
-    alerts = 0
-    matches = 0
-    channels_of = {rule.id: rule.channels for rule in res.config.rules}
+    counts = {"matches": 0, "alerts": 0}
+    failed: list[tuple[Item, str]] = []
     for item, item_entities in zip(found.new, entities, strict=True):
-        _store_item(connection, res, item, item_entities)
-        for match in res.rules.match(item):
-            matches += 1
-            alert = Alert(
-                id=alert_id(match.rule_id, item.key),
-                rule_id=match.rule_id,
-                query=match.query,
-                item=item,
-                entities=tuple(distinct(item_entities)),
-                matched=match.terms,
-            )
-            if raise_alert(connection, res.config, res.keys, alert, channels_of[match.rule_id]):
-                alerts += 1
+        try:
+            _process_item(connection, res, item, item_entities, counts)
+        except Exception as exc:  # one bad item must not hide the others
+            log.exception("item_failed", item=item.key, feed=item.feed_name, title=item.title)
+            failed.append((item, f"{type(exc).__name__}: {exc}"))
+    if failed:
+        release(connection, res.keys, [item for item, _ in failed])
     summary = {
         "items": len(items),
         "new": len(found.new),
         "duplicates": len(found.duplicates),
-        "matches": matches,
-        "alerts": alerts,
+        **counts,
+        "failed": len(failed),
     }
     log.info(
         "batch_processed",
@@ -78,7 +82,62 @@ def process_batch(payload: dict[str, Any]) -> dict[str, int]:
         ner=res.extractor.name,
         duration_ms=round((time.perf_counter() - started) * 1000, 1),
     )
+    if failed:
+        reasons = "; ".join(f"{item.key}: {reason}" for item, reason in failed[:5])
+        raise BatchIncomplete(f"{len(failed)} of {len(found.new)} items failed: {reasons}")
     return summary
+
+
+def _process_item(
+    connection: redis.Redis,
+    res: resources.Resources,
+    item: Item,
+    item_entities: list[Entity],
+    counts: dict[str, int],
+) -> None:
+    _store_item(connection, res, item, item_entities)
+    rules = {rule.id: rule for rule in res.config.rules}
+    for match in res.rules.match(item):
+        counts["matches"] += 1
+        rule = rules[match.rule_id]
+        story = item.key  # until near-duplicate stories exist, an item is its own story
+        alert = Alert(
+            id=alert_id(match.rule_id, story),
+            rule_id=match.rule_id,
+            query=match.query,
+            item=item,
+            entities=tuple(distinct(item_entities)),
+            matched=match.terms,
+            story_id=story,
+            severity=rule.severity,
+        )
+        if raise_alert(connection, res, alert, rule):
+            counts["alerts"] += 1
+
+
+def batch_job_failed(
+    job: Job,
+    connection: redis.Redis,
+    kind: type[BaseException] | None,
+    value: BaseException | None,
+    traceback: TracebackType | None,
+) -> None:
+    """rq on-failure callback of a batch: after the last try, give the claims back.
+
+    The job itself stays in rq's failed registry (with its traceback) for the operator.
+    """
+    if job.retries_left:
+        return
+    res = resources.current()
+    items = items_from_payload(job.args[0])
+    release(connection, res.keys, items)
+    log.error(
+        "batch_failed",
+        job_id=job.id,
+        items=len(items),
+        reason=f"{kind.__name__ if kind else 'abandoned'}: {value}",
+        final=True,
+    )
 
 
 def _store_item(
@@ -90,49 +149,37 @@ def _store_item(
     connection.set(res.keys.item(item.key), json.dumps(record, separators=(",", ":")), ex=ttl)
 
 
-def deliver(alert_key: str, channel_name: str) -> str:
+def deliver(alert_key: str, channel: str, attempt: int = 1) -> str:
+    with structlog.contextvars.bound_contextvars(alert_id=alert_key, channel=channel):
+        return deliver_alert(_connection(), resources.current(), alert_key, channel, attempt)
+
+
+def flush_digest(channel: str, attempt: int = 1) -> str:
+    with structlog.contextvars.bound_contextvars(channel=channel):
+        return flush(_connection(), resources.current(), channel, attempt)
+
+
+def delivery_job_failed(
+    job: Job,
+    connection: redis.Redis,
+    kind: type[BaseException] | None,
+    value: BaseException | None,
+    traceback: TracebackType | None,
+) -> None:
+    """rq on-failure callback: bury a delivery whose job itself failed for the last time."""
+    if job.retries_left:  # rq will run it again
+        return
     res = resources.current()
-    connection = _connection()
-    keys = res.keys
-    structlog.contextvars.bind_contextvars(alert_id=alert_key, channel=channel_name)
-    try:
-        delivered_key = keys.delivered(alert_key, channel_name)
-        if connection.exists(delivered_key):
-            log.info("alert_already_delivered")
-            return "already delivered"
-        raw = connection.get(keys.alert(alert_key))
-        if raw is None:
-            log.error("alert_missing", reason="the alert record expired or was deleted")
-            return "alert missing"
-        alert = Alert.from_json(json.loads(raw))
-        channel = res.config.channels.get(channel_name)
-        if channel is None:
-            log.error("alert_channel_unknown", reason="channel removed from the config")
-            return "channel unknown"
-        try:
-            deliver_to_channel(alert, channel_name, channel)
-        except DeliveryError as exc:
-            _on_failure(exc)
-            raise
-        ttl = int(res.config.workers.alert_days * 86400)
-        connection.set(delivered_key, str(time.time()), ex=ttl)
-        log.info("alert_delivered", rule=alert.rule_id, title=alert.item.title)
-        return "delivered"
-    finally:
-        structlog.contextvars.unbind_contextvars("alert_id", "channel")
-
-
-def _on_failure(exc: DeliveryError) -> None:
-    job = get_current_job()
-    retries_left = job.retries_left if job is not None else None
-    if not exc.transient and job is not None:
-        job.retries_left = 0  # a permanent failure (e.g. 404) is not worth retrying
-        retries_left = 0
-    log.warning(
-        "alert_delivery_failed",
-        reason=exc.reason,
-        status=exc.status,
-        transient=exc.transient,
-        retries_left=retries_left or 0,
-        final=not retries_left,
+    alert, channel = str(job.args[0]), str(job.args[1])
+    reason = f"delivery job failed: {kind.__name__ if kind else 'abandoned'}: {value}"
+    letter = deadletter.DeadLetter(
+        target=alert,
+        channel=channel,
+        kind="alert",
+        reason=reason,
+        buried_at=time.time(),
+        attempts=tuple(deadletter.attempts_of(connection, res.keys, alert, channel)),
     )
+    deadletter.bury(connection, res.keys, letter)
+    history(connection, res, "dead", alert, channel=channel, reason=reason)
+    log.error("alert_dead", alert_id=alert, channel=channel, reason=reason, final=True)

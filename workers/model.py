@@ -58,7 +58,7 @@ class MatchedTerm:
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """One (rule, item) match, ready for delivery. ``id`` is stable for that pair."""
+    """One (rule, story) match, ready for delivery. ``id`` is stable for that pair."""
 
     id: str
     rule_id: str
@@ -67,12 +67,19 @@ class Alert:
     entities: tuple[Entity, ...] = ()
     matched: tuple[MatchedTerm, ...] = ()
     created: datetime = field(default_factory=lambda: datetime.now(UTC))
+    story_id: str = ""  # the story the item belongs to; "" means the item is its own story
+    severity: str = "info"
+
+    @property
+    def story(self) -> str:
+        return self.story_id or self.item.key
 
     def to_json(self) -> dict[str, Any]:
         return {
             "v": ALERT_VERSION,
             "id": self.id,
-            "rule": {"id": self.rule_id, "query": self.query},
+            "rule": {"id": self.rule_id, "query": self.query, "severity": self.severity},
+            "story": {"id": self.story},
             "item": self.item.to_json(),
             "entities": [entity.to_json() for entity in self.entities],
             "matched": [term.to_json() for term in self.matched],
@@ -91,4 +98,6 @@ class Alert:
             entities=tuple(Entity.from_json(e) for e in data["entities"]),
             matched=tuple(MatchedTerm.from_json(m) for m in data["matched"]),
             created=datetime.fromisoformat(data["created"]),
+            story_id=data.get("story", {}).get("id", ""),
+            severity=data["rule"].get("severity", "info"),
         )

@@ -4,14 +4,22 @@ Role: :func:`build_message` turns an alert into an :class:`~email.message.EmailM
 (pure); :func:`send_email` hands it to the channel's SMTP server and maps every failure
 to a :class:`~workers.delivery.errors.DeliveryError`.
 
-Inputs: an :class:`~workers.model.Alert` and its :class:`~monitor.config.EmailChannel`.
-The SMTP password is a ``SecretStr`` read with ``get_secret_value()`` only at ``login``.
+Inputs: an :class:`~workers.model.Alert` (or a digest: alerts and a digest id, see
+:func:`build_digest_message` and :func:`send_email_digest`) and its
+:class:`~monitor.config.EmailChannel`. The SMTP password is a ``SecretStr`` read with
+``get_secret_value()`` only at ``login``.
+
+TLS (``smtp.starttls`` or implicit ``smtp.ssl``) always verifies the server's
+certificate and host name against the system's CAs. The environment variable
+``WIREWATCH_SMTP_CAFILE`` names a PEM file of further CAs to trust (a private CA, or a
+test CA); it is read at each send, and an unreadable file is a permanent error.
 
 Invariants:
 
 * The message is deterministic for one alert: ``Message-ID`` is ``<{alert.id}@wirewatch>``
   and ``Date`` is the alert's creation time, so a retried delivery is the same message
-  and mail systems can collapse duplicates.
+  and mail systems can collapse duplicates. A digest's ``Message-ID`` is
+  ``<{digest_id}@wirewatch>`` and its ``Date`` the newest alert's creation time.
 * The subject is one line (see :func:`~workers.delivery.render.email_subject`); the
   envelope recipients are exactly ``channel.to``, never taken from the headers.
 * Failures: refused, dropped or timed-out connections and 4xx replies are transient;
@@ -22,9 +30,10 @@ Invariants:
 
 from __future__ import annotations
 
+import os
 import smtplib
 import ssl
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -32,47 +41,102 @@ from email.utils import format_datetime
 import structlog
 
 from monitor.config import EmailChannel, SmtpSettings
+from workers.delivery.digest_render import digest_html, digest_rules, digest_text, digest_title
 from workers.delivery.errors import DeliveryError
 from workers.delivery.render import email_html, email_subject, email_text, one_line
 from workers.model import Alert
 
-__all__ = ["build_message", "message_id", "send_email"]
+__all__ = [
+    "CAFILE_ENV",
+    "build_digest_message",
+    "build_message",
+    "message_id",
+    "send_email",
+    "send_email_digest",
+    "tls_context",
+]
 
 _CHANNEL = "email"
+CAFILE_ENV = "WIREWATCH_SMTP_CAFILE"
+
+
+def _message_id(local: str) -> str:
+    safe = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "._-") else "_" for ch in local)
+    return f"<{safe}@wirewatch>"
 
 
 def message_id(alert: Alert) -> str:
     """The Message-ID of an alert's mail: stable, so duplicates are recognisable."""
-    local = "".join(
-        ch if ch.isascii() and (ch.isalnum() or ch in "._-") else "_" for ch in alert.id
-    )
-    return f"<{local}@wirewatch>"
+    return _message_id(alert.id)
+
+
+def _new_message(channel: EmailChannel, subject: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = channel.from_
+    message["To"] = ", ".join(channel.to)
+    message["Subject"] = subject
+    # RFC 3834: automatic mail; keeps vacation responders from answering it.
+    message["Auto-Submitted"] = "auto-generated"
+    return message
 
 
 def build_message(alert: Alert, channel: EmailChannel) -> EmailMessage:
     """The complete message for one alert: headers, a text part and an HTML alternative."""
-    message = EmailMessage()
-    message["From"] = channel.from_
-    message["To"] = ", ".join(channel.to)
-    message["Subject"] = email_subject(alert)
+    message = _new_message(channel, email_subject(alert))
     message["Date"] = format_datetime(alert.created)
     message["Message-ID"] = message_id(alert)
-    # RFC 3834: automatic mail; keeps vacation responders from answering it.
-    message["Auto-Submitted"] = "auto-generated"
     message["X-Wirewatch-Rule"] = one_line(alert.rule_id)
     message.set_content(email_text(alert))
     message.add_alternative(email_html(alert), subtype="html")
     return message
 
 
+def build_digest_message(
+    alerts: Sequence[Alert], digest_id: str, channel: EmailChannel
+) -> EmailMessage:
+    """One message for a digest: every alert listed in a text and an HTML part."""
+    message = _new_message(channel, digest_title(alerts))
+    if alerts:
+        message["Date"] = format_datetime(max(alert.created for alert in alerts))
+    message["Message-ID"] = _message_id(digest_id)
+    message["X-Wirewatch-Rule"] = ", ".join(digest_rules(alerts))
+    message.set_content(digest_text(alerts, digest_id))
+    message.add_alternative(digest_html(alerts, digest_id), subtype="html")
+    return message
+
+
+def tls_context() -> ssl.SSLContext:
+    """A verifying client context: system CAs plus ``$WIREWATCH_SMTP_CAFILE`` if set."""
+    context = ssl.create_default_context()
+    cafile = os.environ.get(CAFILE_ENV)
+    if cafile:
+        try:
+            context.load_verify_locations(cafile=cafile)
+        except (OSError, ssl.SSLError) as exc:
+            # A configuration problem: no retry will make the file readable.
+            raise DeliveryError(
+                _CHANNEL, f"cannot load {CAFILE_ENV}: {type(exc).__name__}", False
+            ) from exc
+    return context
+
+
 def send_email(alert: Alert, channel: EmailChannel) -> None:
     """Send the alert's message through ``channel.smtp``; raise DeliveryError on failure."""
-    message = build_message(alert, channel)
+    _send(build_message(alert, channel), channel)
+
+
+def send_email_digest(alerts: Sequence[Alert], digest_id: str, channel: EmailChannel) -> None:
+    """Send one message for a digest of ``alerts``; raise DeliveryError on failure."""
+    _send(build_digest_message(alerts, digest_id, channel), channel)
+
+
+def _send(message: EmailMessage, channel: EmailChannel) -> None:
     settings = channel.smtp
+    context = tls_context() if settings.starttls or settings.ssl else None
     try:
-        with _session(settings) as client:
+        with _session(settings, context) as client:
             if settings.starttls and not settings.ssl:
-                client.starttls(context=ssl.create_default_context())
+                client.starttls(context=context)
             if settings.username:
                 client.login(settings.username, settings.password.get_secret_value())
             refused = client.send_message(message, from_addr=channel.from_, to_addrs=channel.to)
@@ -109,14 +173,14 @@ def send_email(alert: Alert, channel: EmailChannel) -> None:
     if refused:
         structlog.get_logger().warning(
             "email_recipients_refused",
-            alert_id=alert.id,
+            message_id=message["Message-ID"],
             refused=_refusals(refused),
             accepted=len(channel.to) - len(refused),
         )
 
 
 @contextmanager
-def _session(settings: SmtpSettings) -> Iterator[smtplib.SMTP]:
+def _session(settings: SmtpSettings, context: ssl.SSLContext | None) -> Iterator[smtplib.SMTP]:
     """An open, greeted connection (implicit TLS when ``settings.ssl``), always closed.
 
     Unlike ``with smtplib.SMTP(...)``, a failed QUIT after the message was accepted is
@@ -128,7 +192,7 @@ def _session(settings: SmtpSettings) -> Iterator[smtplib.SMTP]:
             settings.host,
             settings.port,
             timeout=settings.timeout,
-            context=ssl.create_default_context(),
+            context=context,
         )
     else:
         client = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)

@@ -7,20 +7,25 @@ structlog event named ``alert`` through ``structlog.get_logger()``, so it is ren
 
 Fields: ``alert_id``, ``rule``, ``query``, ``title``, ``url``, ``feed``, ``published``
 (ISO 8601 or ``None``), ``entities`` as ``"text (LABEL)"`` strings and ``matched`` as
-``"term (field start-end)"`` strings. Invariants: one line per call; feed text is made
-single-line; nothing from the configuration (and so no secret) is logged; never raises
-a DeliveryError.
+``"term (field start-end)"`` strings. A digest is one ``alert_digest`` event with
+``digest_id``, ``count``, ``rules``, ``alert_ids`` and ``titles``.
+
+Invariants: one line per call; feed text is made single-line; nothing from the
+configuration (and so no secret) is logged; never raises a DeliveryError.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import structlog
 
 from monitor.config import LogChannel
+from workers.delivery.digest_render import digest_log_fields
 from workers.delivery.render import one_line
 from workers.model import Alert
 
-__all__ = ["log_alert", "log_fields"]
+__all__ = ["log_alert", "log_digest", "log_fields"]
 
 
 def log_fields(alert: Alert) -> dict[str, object]:
@@ -43,3 +48,9 @@ def log_alert(alert: Alert, channel: LogChannel) -> None:
     """Write the alert as one ``alert`` event; ``channel`` carries no settings today."""
     del channel  # part of the Deliverer signature; a log channel has no options yet
     structlog.get_logger().info("alert", **log_fields(alert))
+
+
+def log_digest(alerts: Sequence[Alert], digest_id: str, channel: LogChannel) -> None:
+    """Write a digest as one ``alert_digest`` event: id, count, rules, ids and titles."""
+    del channel
+    structlog.get_logger().info("alert_digest", **digest_log_fields(alerts, digest_id))

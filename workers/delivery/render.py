@@ -28,23 +28,35 @@ from workers.model import Alert, MatchedTerm
 
 __all__ = [
     "SUBJECT_MAX",
+    "compact_json",
     "email_html",
     "email_subject",
     "email_text",
     "entities_by_label",
+    "feed_line",
+    "headline",
     "highlight",
+    "matched_line",
     "one_line",
+    "safe_href",
+    "truncate",
     "webhook_body",
+    "why_matched",
 ]
 
 SUBJECT_MAX = 200  # characters; long enough to triage, short enough for any mail client
 _ELLIPSIS = "…"
 
 
+def compact_json(data: object) -> bytes:
+    """Compact UTF-8 JSON with sorted keys: equal data always gives equal bytes."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8")
+
+
 def webhook_body(alert: Alert) -> bytes:
     """The JSON body of a webhook: stable bytes for one alert."""
-    text = json.dumps(alert.to_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return text.encode("utf-8")
+    return compact_json(alert.to_json())
 
 
 def one_line(text: str) -> str:
@@ -53,7 +65,7 @@ def one_line(text: str) -> str:
     return " ".join(cleaned.split())
 
 
-def _truncate(text: str, limit: int) -> str:
+def truncate(text: str, limit: int) -> str:
     """At most ``limit`` characters, cut at a word boundary when one is near the end."""
     if len(text) <= limit:
         return text
@@ -64,13 +76,14 @@ def _truncate(text: str, limit: int) -> str:
     return cut.rstrip() + _ELLIPSIS
 
 
-def _headline(alert: Alert) -> str:
+def headline(alert: Alert) -> str:
+    """The headline on one line: the title, else the URL, else ``(untitled)``."""
     return one_line(alert.item.title) or one_line(alert.item.url) or "(untitled)"
 
 
 def email_subject(alert: Alert) -> str:
     """``[wirewatch] <rule id>: <headline>``, one line, at most :data:`SUBJECT_MAX` chars."""
-    return _truncate(f"[wirewatch] {one_line(alert.rule_id)}: {_headline(alert)}", SUBJECT_MAX)
+    return truncate(f"[wirewatch] {one_line(alert.rule_id)}: {headline(alert)}", SUBJECT_MAX)
 
 
 def entities_by_label(alert: Alert) -> dict[str, list[str]]:
@@ -83,7 +96,8 @@ def entities_by_label(alert: Alert) -> dict[str, list[str]]:
     return groups
 
 
-def _feed_line(alert: Alert) -> str:
+def feed_line(alert: Alert) -> str:
+    """The feed as ``name (url)``, or the URL alone when it has no other name."""
     item = alert.item
     if item.feed_name and item.feed_name != item.feed_url:
         return f"{item.feed_name} ({item.feed_url})"
@@ -95,7 +109,8 @@ def _published(alert: Alert) -> str:
     return published.isoformat() if published else "unknown"
 
 
-def _why(term: MatchedTerm) -> str:
+def why_matched(term: MatchedTerm) -> str:
+    """One matched term explained: ``'recall*' in title at 5-12: 'recalls'``."""
     return f"{term.term!r} in {term.field} at {term.start}-{term.end}: {term.text!r}"
 
 
@@ -108,7 +123,7 @@ def email_text(alert: Alert) -> str:
         "",
         f"Rule:      {alert.rule_id}",
         f"Query:     {alert.query}",
-        f"Feed:      {_feed_line(alert)}",
+        f"Feed:      {feed_line(alert)}",
         f"Published: {_published(alert)}",
     ]
     if item.summary:
@@ -119,9 +134,20 @@ def email_text(alert: Alert) -> str:
         lines += [f"  {label}: {', '.join(texts)}" for label, texts in groups.items()]
     if alert.matched:
         lines += ["", "Matched:"]
-        lines += [f"  {_why(term)}" for term in alert.matched]
+        lines += [f"  {why_matched(term)}" for term in alert.matched]
     lines += ["", f"Alert {alert.id}, created {alert.created.isoformat()}"]
     return "\n".join(lines) + "\n"
+
+
+def matched_line(alert: Alert) -> str:
+    """The matched terms in one line: ``recalls (recall*), Acme (acme)``, each once."""
+    seen: list[str] = []
+    for term in alert.matched:
+        shown = one_line(term.text) or term.term
+        label = shown if shown.casefold() == term.term.casefold() else f"{shown} ({term.term})"
+        if label not in seen:
+            seen.append(label)
+    return ", ".join(seen)
 
 
 def _spans(text: str, terms: Iterable[MatchedTerm]) -> list[tuple[int, int]]:
@@ -154,7 +180,8 @@ def highlight(text: str, terms: Iterable[MatchedTerm]) -> str:
     return "".join(parts)
 
 
-def _safe_href(url: str) -> str | None:
+def safe_href(url: str) -> str | None:
+    """``url`` escaped for an ``href`` attribute, or None unless it is http(s)."""
     return escape(url) if urlsplit(url).scheme in ("http", "https") else None
 
 
@@ -164,12 +191,12 @@ def email_html(alert: Alert) -> str:
     in_title = [term for term in alert.matched if term.field == "title"]
     in_summary = [term for term in alert.matched if term.field == "summary"]
     title = highlight(item.title, in_title) or "(untitled)"
-    href = _safe_href(item.url)
+    href = safe_href(item.url)
     heading = f'<a href="{href}">{title}</a>' if href else title
     rows = [
         ("Rule", escape(alert.rule_id)),
         ("Query", f"<code>{escape(alert.query)}</code>"),
-        ("Feed", escape(_feed_line(alert))),
+        ("Feed", escape(feed_line(alert))),
         ("Published", escape(_published(alert))),
     ]
     out = [
@@ -192,7 +219,7 @@ def email_html(alert: Alert) -> str:
         out.append("</ul>")
     if alert.matched:
         out.append("<h3>Why it matched</h3><ul>")
-        out += [f"<li>{escape(_why(term))}</li>" for term in alert.matched]
+        out += [f"<li>{escape(why_matched(term))}</li>" for term in alert.matched]
         out.append("</ul>")
     if href:
         out.append(f'<p><a href="{href}">Read the story</a></p>')

@@ -1,14 +1,18 @@
-"""Webhook delivery: one JSON POST, signed per Standard Webhooks.
+"""Webhook delivery: one POST, signed per Standard Webhooks.
 
-Role: the I/O shell around :func:`workers.delivery.render.webhook_body`. Input: an alert
-and its :class:`~monitor.config.WebhookChannel`. Output: nothing on a 2xx answer, else a
-:class:`~workers.delivery.errors.DeliveryError` that says whether a retry can help.
+Role: the I/O shell around :mod:`.formats`. Input: an alert (or a digest: alerts and a
+digest id) and its :class:`~monitor.config.WebhookChannel`. Output: nothing on a 2xx
+answer, else a :class:`~workers.delivery.errors.DeliveryError` that says whether a retry
+can help.
 
-Headers (https://www.standardwebhooks.com/): ``webhook-id`` is ``alert.id``, so a
-receiver deduplicates at-least-once deliveries; ``webhook-timestamp`` is unix seconds at
-the time of this attempt; ``webhook-signature`` is ``v1,<base64 HMAC-SHA256>`` over
-``id.timestamp.body`` and is sent only when the channel has a secret. The channel's own
-headers are sent too, but cannot replace the protocol headers above.
+Headers (https://www.standardwebhooks.com/), sent for every payload format:
+``webhook-id`` is ``alert.id`` (a digest's id for a digest), so a receiver deduplicates
+at-least-once deliveries; ``webhook-timestamp`` is unix seconds at the time of this
+attempt; ``webhook-signature`` is ``v1,<base64 HMAC-SHA256>`` over ``id.timestamp.body``
+(the exact bytes sent), one per key during a rotation, space-separated, and is sent only
+when the channel has a secret. The channel's own headers are sent too, but cannot
+replace the protocol headers above; ``Content-Type`` is the format's, except that a
+``template`` channel may set its own.
 
 Invariants: runs synchronously (inside an rq job); never follows redirects (a POST
 that is redirected is a configuration problem, and following it could leak the body);
@@ -18,7 +22,7 @@ never puts the URL, a header value or the secret into an error or log line.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -28,10 +32,11 @@ import httpx
 from monitor.config import WebhookChannel
 from monitor.signing import sign
 from workers.delivery.errors import DeliveryError
-from workers.delivery.render import one_line, webhook_body
+from workers.delivery.formats import Payload, digest_payload, payload
+from workers.delivery.render import one_line
 from workers.model import Alert
 
-__all__ = ["USER_AGENT", "parse_retry_after", "send_webhook"]
+__all__ = ["USER_AGENT", "parse_retry_after", "send_webhook", "send_webhook_digest"]
 
 
 def _version() -> str:
@@ -56,17 +61,39 @@ def send_webhook(
 ) -> None:
     """POST ``alert`` to ``channel.url``; return on 2xx, raise DeliveryError otherwise.
 
-    ``client`` lets a caller reuse connections; without it a client is opened and closed
-    here. ``now`` is the clock for ``webhook-timestamp`` and for HTTP-date Retry-After.
+    The body is rendered here, at send time, in ``channel.format``. ``client`` lets a
+    caller reuse connections; without it a client is opened and closed here. ``now`` is
+    the clock for ``webhook-timestamp`` and for HTTP-date Retry-After.
     """
-    body = webhook_body(alert)
-    headers = _headers(alert, channel, body, int(now()))
+    _send(alert.id, payload(alert, channel), channel, client, now)
+
+
+def send_webhook_digest(
+    alerts: Sequence[Alert],
+    digest_id: str,
+    channel: WebhookChannel,
+    *,
+    client: httpx.Client | None = None,
+    now: Callable[[], float] = time.time,
+) -> None:
+    """POST a digest of ``alerts`` as one request with ``webhook-id: digest_id``."""
+    _send(digest_id, digest_payload(alerts, digest_id, channel), channel, client, now)
+
+
+def _send(
+    message_id: str,
+    body: Payload,
+    channel: WebhookChannel,
+    client: httpx.Client | None,
+    now: Callable[[], float],
+) -> None:
+    headers = _headers(message_id, channel, body, int(now()))
     try:
         if client is None:
             with httpx.Client(follow_redirects=False) as own:
-                response = _post(own, channel, body, headers)
+                response = _post(own, channel, body.body, headers)
         else:
-            response = _post(client, channel, body, headers)
+            response = _post(client, channel, body.body, headers)
     except httpx.TimeoutException as exc:
         raise DeliveryError(
             _CHANNEL, f"timed out after {channel.timeout:g}s ({type(exc).__name__})", True
@@ -81,20 +108,24 @@ def send_webhook(
     _check(response, now())
 
 
-def _headers(alert: Alert, channel: WebhookChannel, body: bytes, timestamp: int) -> httpx.Headers:
+def _headers(
+    message_id: str, channel: WebhookChannel, body: Payload, timestamp: int
+) -> httpx.Headers:
     headers = httpx.Headers({"User-Agent": USER_AGENT})
-    headers.update(channel.headers)
+    headers.update({name: value.get_secret_value() for name, value in channel.headers.items()})
     # Protocol headers last: a channel's custom headers cannot replace them.
-    headers["Content-Type"] = "application/json"
-    headers["webhook-id"] = alert.id
+    headers["Content-Type"] = body.content_type
+    headers["webhook-id"] = message_id
     headers["webhook-timestamp"] = str(timestamp)
-    if channel.secret is not None and channel.secret.get_secret_value():
+    if channel.secrets:
         try:
-            signature = sign(channel.secret.get_secret_value(), alert.id, timestamp, body)
+            # During a key rotation, one signature per key, space-separated (the spec's
+            # way to let receivers on the old and the new key both verify).
+            signatures = [sign(key, message_id, timestamp, body.body) for key in channel.secrets]
         except ValueError as exc:
             # decode_secret's message names the problem, never the secret itself.
             raise DeliveryError(_CHANNEL, f"bad secret: {exc}", False) from exc
-        headers["webhook-signature"] = signature
+        headers["webhook-signature"] = " ".join(signatures)
     return headers
 
 

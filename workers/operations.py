@@ -1,0 +1,111 @@
+"""What an operator does to alerts from the command line: list them, list the dead
+letters, replay them, mute and unmute stories.
+
+Functions over a Redis connection and the config; the CLI (``wirewatch alerts …``,
+``wirewatch stories …``) formats what they return.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from monitor.config import Config
+from monitor.keys import Keys
+from workers import deadletter
+from workers.alerts import hold_for_digest
+from workers.dispatch import enqueue_delivery, replay_tag
+
+_STATUS_EVENTS = ("delivered", "dead", "digest", "skip")
+
+
+@dataclass
+class AlertSummary:
+    id: str
+    rule: str
+    title: str
+    url: str
+    story: str
+    severity: str
+    raised_at: float
+    channels: dict[str, str] = field(default_factory=dict)  # channel → last status
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "rule": self.rule,
+            "title": self.title,
+            "url": self.url,
+            "story": self.story,
+            "severity": self.severity,
+            "raised_at": self.raised_at,
+            "channels": self.channels,
+        }
+
+
+def list_alerts(
+    connection: redis.Redis, keys: Keys, *, rule: str | None = None, limit: int = 50
+) -> list[AlertSummary]:
+    """The newest alerts first, each with the last known status per channel."""
+    alerts: dict[str, AlertSummary] = {}
+    order: list[str] = []
+    # Oldest to newest, so a later status overwrites an earlier one.
+    entries: list[tuple[bytes, dict[bytes, bytes]]]
+    entries = connection.xrange(keys.alert_history())  # type: ignore[assignment]
+    for entry_id, raw in entries:
+        fields = {k.decode(): v.decode() for k, v in raw.items()}
+        event, alert = fields.get("event"), fields.get("id", "")
+        if event == "raised":
+            alerts[alert] = AlertSummary(
+                id=alert,
+                rule=fields.get("rule", ""),
+                title=fields.get("title", ""),
+                url=fields.get("url", ""),
+                story=fields.get("story", ""),
+                severity=fields.get("severity", "info"),
+                raised_at=int(entry_id.decode().split("-")[0]) / 1000,
+            )
+            order.append(alert)
+        elif event in _STATUS_EVENTS and alert in alerts:
+            status = {"digest": "held for digest", "skip": "skipped"}.get(event, event)
+            alerts[alert].channels[fields.get("channel", "?")] = status
+    chosen = [alerts[a] for a in reversed(order) if rule is None or alerts[a].rule == rule]
+    return chosen[:limit]
+
+
+def list_dead(connection: redis.Redis, keys: Keys) -> list[deadletter.DeadLetter]:
+    return deadletter.dead_letters(connection, keys)
+
+
+def replay(connection: redis.Redis, config: Config, letter_id: str | None) -> list[str]:
+    """Send dead letters again (one by id, or all with ``None``); returns the ids replayed.
+
+    An alert id without ``:channel`` replays that alert on every channel it died on.
+    """
+    keys = Keys(config.redis.prefix)
+    letters = deadletter.dead_letters(connection, keys)
+    if letter_id is not None:
+        letters = [letter for letter in letters if letter_id in (letter.id, letter.target)]
+    replayed = []
+    for letter in letters:
+        taken = deadletter.exhume(connection, keys, letter.id)
+        if taken is None:  # another operator replayed it meanwhile
+            continue
+        if taken.kind == "digest":  # back into the channel's buffer, flushed now
+            for alert in taken.alert_ids:
+                hold_for_digest(connection, keys, alert, taken.channel, datetime.now(UTC))
+        else:
+            enqueue_delivery(connection, keys, taken.target, taken.channel, tag=replay_tag())
+        replayed.append(taken.id)
+    return replayed
+
+
+def mute_story(connection: redis.Redis, keys: Keys, story: str, seconds: float) -> None:
+    connection.set(keys.muted(story), "1", ex=max(1, int(seconds)))
+
+
+def unmute_story(connection: redis.Redis, keys: Keys, story: str) -> bool:
+    return bool(connection.delete(keys.muted(story)))
