@@ -13,6 +13,8 @@ import click
 import structlog
 
 from monitor.cli_alerts import register as register_alert_commands
+from monitor.cli_feeds import register as register_feed_commands
+from monitor.cli_status import register as register_status_commands
 from monitor.config import Config
 from monitor.config_loader import ConfigError, load_config
 from monitor.logs import configure_logging
@@ -126,6 +128,8 @@ def work(burst: bool) -> None:
 
 
 register_alert_commands(cli, lambda: _load(_config_path()))
+register_feed_commands(cli, lambda: _load(_config_path()))
+register_status_commands(cli, lambda: _load(_config_path()))
 
 
 def main() -> None:

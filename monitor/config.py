@@ -62,12 +62,46 @@ class PollerSettings(_Model):
     interval: float = Field(300, ge=1, description="default seconds between polls of a feed")
     max_backoff: float = Field(3600, ge=1, description="cap on the delay after failures (s)")
     connect_timeout: float = Field(10, gt=0)
+    read_timeout: float = Field(
+        20, gt=0, description="longest wait for the next bytes of a response (s)"
+    )
     total_timeout: float = Field(30, gt=0)
-    max_bytes: int = Field(10_000_000, gt=0, description="cap on a response body (bytes)")
+    max_bytes: int = Field(
+        10_000_000, gt=0, description="cap on a response body after decompression (bytes)"
+    )
+    max_redirects: int = Field(5, ge=0, le=30, description="redirects followed per fetch")
     concurrency: int = Field(50, ge=1, description="feeds fetched at once")
+    per_host_concurrency: int = Field(
+        4, ge=1, description="feeds fetched at once from any one host"
+    )
     user_agent: str = "wirewatch/0.1 (+https://github.com/wirewatch/wirewatch)"
     batch_size: int = Field(100, ge=1, description="items per rq job")
     seen_days: float = Field(30, gt=0, description="how long an item key counts as seen")
+    min_interval: float = Field(
+        60, ge=1, description="adaptive intervals go no lower (a smaller feed interval still wins)"
+    )
+    max_interval: float = Field(
+        3600, ge=1, description="adaptive intervals go no higher (a larger feed interval wins)"
+    )
+    gone_interval: float = Field(
+        86400, ge=1, description="how often a feed gone (410) is re-checked"
+    )
+    lease_margin: float = Field(
+        30, gt=0, description="a claimed feed's lease is total_timeout plus this (s)"
+    )
+    degraded_after: int = Field(1, ge=1, description="consecutive failures → degraded")
+    failing_after: int = Field(3, ge=1, description="consecutive failures → failing (a notice)")
+    notify_channel: str | None = Field(
+        None, description="channel told when a feed breaks or recovers; none: log only"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PollerSettings:
+        if self.min_interval > self.max_interval:
+            raise ValueError("poller.min_interval must not exceed poller.max_interval")
+        if self.failing_after < self.degraded_after:
+            raise ValueError("poller.failing_after must not be below poller.degraded_after")
+        return self
 
 
 class NerSettings(_Model):
@@ -98,6 +132,19 @@ class FeedConfig(_Model):
     tags: list[str] = Field(default_factory=list)
     language: str | None = None
     enabled: bool = True
+    min_interval: float | None = Field(None, ge=1, description="this feed's adaptive floor (s)")
+    max_interval: float | None = Field(None, ge=1, description="this feed's adaptive cap (s)")
+
+    @model_validator(mode="after")
+    def _interval_bounds(self) -> FeedConfig:
+        low, high = self.min_interval, self.max_interval
+        if low is not None and high is not None and low > high:
+            raise ValueError("min_interval must not exceed max_interval")
+        if self.interval is not None and (
+            (low is not None and self.interval < low) or (high is not None and self.interval > high)
+        ):
+            raise ValueError("interval must lie between min_interval and max_interval")
+        return self
 
     @field_validator("url")
     @classmethod
@@ -153,12 +200,16 @@ class Config(_Model):
     channels: dict[str, Channel] = Field(default_factory=dict)
     rules: list[RuleConfig] = Field(default_factory=list)
     delivery: DeliverySettings = DeliverySettings()
+    include: list[str] = Field(
+        default_factory=list, description="files (globs) of more feeds, relative to this file"
+    )
     # Set by the loader: the file this came from (relative paths resolve against it).
     source: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
     def _references(self) -> Config:
         data = {
+            "poller": {"notify_channel": self.poller.notify_channel},
             "channels": self.channels,
             "rules": [{"id": rule.id, "channels": rule.channels} for rule in self.rules],
             "feeds": [{"url": feed.url} for feed in self.feeds],
@@ -204,6 +255,11 @@ def reference_problems(data: Mapping[str, Any]) -> list[tuple[str, str]]:
                 problems.append(
                     (f"rules.{index}.channels", f"unknown channel {name!r} (known: {known})")
                 )
+    poller = data.get("poller")
+    notify = poller.get("notify_channel") if isinstance(poller, Mapping) else None
+    if notify is not None and notify not in channels:
+        known = ", ".join(sorted(map(str, channels))) or "none defined"
+        problems.append(("poller.notify_channel", f"unknown channel {notify!r} (known: {known})"))
     seen_urls: set[str] = set()
     for index, feed in enumerate(_dicts(data.get("feeds"))):
         url = feed.get("url")

@@ -34,7 +34,9 @@ from monitor.keys import Keys
 
 JOB_FUNCTION = "workers.jobs.process_batch"
 ON_FAILURE = "workers.jobs.batch_job_failed"  # releases the batch's dedupe claims
-RETRY_INTERVALS = (5, 30, 120)
+# The first retry at once: a batch whose worker died must not wait for rq's scheduler
+# (which may have died with it); later ones give a broken dependency time to recover.
+RETRY_INTERVALS = (0, 30, 120)
 FAILURE_TTL = 7 * 24 * 3600
 
 

@@ -1,22 +1,39 @@
 """Fetch a feed's bytes: conditional GET over HTTP(S), or a read of a ``file:`` URL.
 
 Role: the I/O edge of the poller towards publishers. HTTP semantics are returned as
-data (:class:`FetchResult`: status, validators, ``Retry-After``, body); deciding when to
-poll again is :mod:`monitor.schedule`'s job.
+data (:class:`FetchResult`: status, validators, caching hints, a permanent redirect,
+``Retry-After``, body); deciding when to poll again is :mod:`monitor.schedule`'s job.
 
-Inputs: a shared ``aiohttp.ClientSession`` (owned by the poller), a URL, the validators
-from the last successful poll, and :class:`FetchLimits` (timeouts, byte cap).
+Inputs: a shared ``aiohttp.ClientSession`` (owned by the poller, which also sets the
+User-Agent and holds the per-host slot from :mod:`monitor.host_limits`), a URL, the
+validators from the last successful poll, and :class:`FetchLimits` (timeouts, byte cap,
+redirect limit).
 
 Outputs: a :class:`FetchResult` for 2xx and 304 (``body`` is ``None`` on 304), else a
-:class:`~monitor.poll_errors.FetchError` whose ``reason`` an operator can read
-("DNS lookup failed for host x", "connection refused by x:80", "timed out after 30s",
-"HTTP 503 Service Unavailable", "response larger than N bytes").
+:class:`~monitor.poll_errors.FetchError` whose ``reason`` an operator can read:
+
+=====================================  ================================================
+what happened                          ``reason``
+=====================================  ================================================
+unknown host                           ``DNS lookup failed for host x``
+nobody listening                       ``connection refused by x:80``
+no connection in time                  ``connect to x timed out after 10s``
+no byte for ``read_timeout``           ``no data from x for 20s (read timeout)``
+whole request over ``total_timeout``   ``timed out after 30s`` (a slow drip ends here)
+socket reset by the server             ``connection reset by x``
+body shorter than announced            ``response body broken off: …``
+redirect loop / too long a chain       ``too many redirects (more than 5)``
+error status                           ``HTTP 503 Service Unavailable``; 410 is
+                                       ``HTTP 410 Gone`` with ``FetchError.gone``
+body over the cap (after decoding)     ``response larger than N bytes``
+=====================================  ================================================
 
 Invariants:
 
-- No more than ``max_bytes`` of body are ever held: the body is streamed and the read
-  stops as soon as the cap is passed (the cap applies after decompression, so a small
-  gzip bomb is caught too). ``file:`` reads honour the same cap.
+- No more than ``max_bytes`` of *decoded* body are ever held: aiohttp hands over the raw
+  bytes (``auto_decompress=False``) and :mod:`monitor.fetch_decode` inflates them with a
+  bounded output size, so a small gzip bomb stops at the cap. ``file:`` reads honour the
+  same cap. We send ``Accept-Encoding: gzip, deflate``, the codings we can decode.
 - Files are read in a worker thread; nothing here blocks the event loop.
 - Every foreign exception is wrapped in ``FetchError`` (``raise … from exc``).
 - ``file:`` URLs: ``file:relative/x.xml`` resolves against ``base_dir`` (the config
@@ -30,16 +47,23 @@ import errno
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
 
 from monitor.config import PollerSettings
+from monitor.fetch_decode import ACCEPT_ENCODING, BadEncoding, BodyDecoder, BodyTooLarge
+from monitor.fetch_headers import (
+    cache_max_age,
+    expires_at,
+    parse_retry_after,
+    permanent_redirect,
+)
 from monitor.poll_errors import FetchError
 
-_CHUNK = 64 * 1024
+__all__ = ["FetchLimits", "FetchResult", "fetch", "file_path", "parse_retry_after"]
+
 # Statuses worth retrying soon; any other 4xx is the publisher's configuration problem
 # (still retried with backoff by the poller, but reported as not transient).
 _TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
@@ -48,22 +72,31 @@ _TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 52
 @dataclass(frozen=True, slots=True)
 class FetchLimits:
     connect_timeout: float = 10.0
+    read_timeout: float = 20.0  # longest silence while waiting for bytes
     total_timeout: float = 30.0
-    max_bytes: int = 10_000_000
+    max_bytes: int = 10_000_000  # decoded body
     max_redirects: int = 5
 
     @classmethod
     def from_settings(cls, settings: PollerSettings) -> FetchLimits:
         return cls(
             connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
             total_timeout=settings.total_timeout,
             max_bytes=settings.max_bytes,
+            max_redirects=settings.max_redirects,
         )
 
 
 @dataclass(frozen=True, slots=True)
 class FetchResult:
-    """One successful fetch. ``url`` is the final URL (after redirects)."""
+    """One successful fetch. ``url`` is the final URL (after redirects).
+
+    Scheduling hints: ``retry_after`` and ``cache_control_max_age`` are seconds from
+    now; ``expires`` is an absolute unix time (``max-age`` wins when both are set).
+    ``permanent_redirect_to`` is the URL a 301/308 moved the feed to (store it as the
+    feed's URL); ``None`` when there was no permanent redirect.
+    """
 
     status: int
     body: bytes | None
@@ -73,6 +106,9 @@ class FetchResult:
     content_type: str | None = None
     retry_after: float | None = None
     elapsed: float = 0.0
+    cache_control_max_age: float | None = None
+    expires: float | None = None
+    permanent_redirect_to: str | None = None
 
     @property
     def not_modified(self) -> bool:
@@ -124,8 +160,12 @@ def _read_file(path: Path, max_bytes: int) -> bytes:
     except OSError as exc:
         raise FetchError(f"cannot read {path}: {exc.strerror or exc}") from exc
     if len(body) > max_bytes:
-        raise FetchError(f"response larger than {max_bytes} bytes", transient=False)
+        raise _too_large(max_bytes, None)
     return body
+
+
+def _too_large(max_bytes: int, status: int | None) -> FetchError:
+    return FetchError(f"response larger than {max_bytes} bytes", transient=False, status=status)
 
 
 async def _fetch_http(
@@ -136,7 +176,7 @@ async def _fetch_http(
     limits: FetchLimits,
     started: float,
 ) -> FetchResult:
-    headers = {}
+    headers = {"Accept-Encoding": ACCEPT_ENCODING}
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:
@@ -145,13 +185,20 @@ async def _fetch_http(
         total=limits.total_timeout,
         connect=limits.connect_timeout,
         sock_connect=limits.connect_timeout,
+        sock_read=limits.read_timeout,
     )
     host = urlsplit(url).hostname or url
     try:
         async with session.get(
-            url, headers=headers, timeout=timeout, max_redirects=limits.max_redirects
+            url,
+            headers=headers,
+            timeout=timeout,
+            # aiohttp raises on its Nth redirect response, i.e. follows N - 1, and
+            # takes 0 as "no limit": +1 gives "follow at most max_redirects".
+            max_redirects=limits.max_redirects + 1,
+            auto_decompress=False,  # we inflate ourselves, under the byte cap
         ) as response:
-            return await _read_response(response, etag, last_modified, limits, started)
+            return await _read_response(response, url, etag, last_modified, limits, started)
     except FetchError:
         raise
     except aiohttp.ClientConnectorDNSError as exc:
@@ -166,81 +213,112 @@ async def _fetch_http(
         raise FetchError(f"cannot connect to {where}: {exc.os_error.strerror or exc}") from exc
     except aiohttp.ConnectionTimeoutError as exc:
         raise FetchError(f"connect to {host} timed out after {limits.connect_timeout:g}s") from exc
-    except TimeoutError as exc:  # the total timeout, or a read that stalled past it
+    except aiohttp.SocketTimeoutError as exc:
+        raise FetchError(
+            f"no data from {host} for {limits.read_timeout:g}s (read timeout)"
+        ) from exc
+    except TimeoutError as exc:  # the total timeout: a slow drip, a stalled read
         raise FetchError(f"timed out after {limits.total_timeout:g}s") from exc
     except aiohttp.TooManyRedirects as exc:
-        raise FetchError(f"more than {limits.max_redirects} redirects", transient=False) from exc
+        raise FetchError(
+            f"too many redirects (more than {limits.max_redirects})", transient=False
+        ) from exc
+    except aiohttp.NonHttpUrlRedirectClientError as exc:
+        raise FetchError(f"redirected to a non-HTTP URL: {exc}", transient=False) from exc
     except aiohttp.InvalidURL as exc:
-        raise FetchError(f"invalid URL {url!r}", transient=False) from exc
+        raise FetchError(f"invalid URL {exc}", transient=False) from exc
     except aiohttp.ServerDisconnectedError as exc:
         raise FetchError(f"{host} closed the connection without a response") from exc
     except aiohttp.ClientPayloadError as exc:
+        if _caused_by_reset(exc):
+            raise FetchError(f"connection reset by {host}") from exc
         raise FetchError(f"response body broken off: {exc}") from exc
+    except aiohttp.ClientOSError as exc:
+        if exc.errno == errno.ECONNRESET or _caused_by_reset(exc):
+            raise FetchError(f"connection reset by {host}") from exc
+        raise FetchError(f"network error with {host}: {exc.strerror or exc}") from exc
     except aiohttp.ClientError as exc:
         raise FetchError(f"HTTP client error: {type(exc).__name__}: {exc}") from exc
 
 
+def _caused_by_reset(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(5):  # a short walk down the cause chain
+        if seen is None:
+            return False
+        if isinstance(seen, ConnectionResetError) or "reset by peer" in str(seen).lower():
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 async def _read_response(
     response: aiohttp.ClientResponse,
+    requested: str,
     etag: str | None,
     last_modified: str | None,
     limits: FetchLimits,
     started: float,
 ) -> FetchResult:
     status = response.status
-    retry_after = parse_retry_after(response.headers.get("Retry-After"), datetime.now(UTC))
+    headers = response.headers
+    retry_after = parse_retry_after(headers.get("Retry-After"), datetime.now(UTC))
+    moved_to = permanent_redirect(
+        requested, [(hop.status, str(hop.url)) for hop in response.history], str(response.url)
+    )
+    max_age = cache_max_age(headers.get("Cache-Control"), headers.get("Age"))
+    expires = expires_at(headers.get("Expires"))
     if status == 304:
         # A 304 may omit validators; the ones we sent are still the current ones.
         return FetchResult(
             304,
             None,
             str(response.url),
-            etag=response.headers.get("ETag") or etag,
-            last_modified=response.headers.get("Last-Modified") or last_modified,
-            retry_after=retry_after,
+            etag=headers.get("ETag") or etag,
+            last_modified=headers.get("Last-Modified") or last_modified,
             elapsed=time.monotonic() - started,
+            retry_after=retry_after,
+            cache_control_max_age=max_age,
+            expires=expires,
+            permanent_redirect_to=moved_to,
         )
     if not 200 <= status < 300:
         reason = f"HTTP {status} {response.reason or ''}".rstrip()
         raise FetchError(
-            reason, transient=status in _TRANSIENT_STATUSES, status=status, retry_after=retry_after
+            reason,
+            transient=status in _TRANSIENT_STATUSES,
+            status=status,
+            retry_after=retry_after,
+            permanent_redirect_to=moved_to,
         )
-    if response.content_length is not None and response.content_length > limits.max_bytes:
-        raise FetchError(
-            f"response larger than {limits.max_bytes} bytes", transient=False, status=status
-        )
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_chunked(_CHUNK):
-        size += len(chunk)
-        if size > limits.max_bytes:
-            raise FetchError(
-                f"response larger than {limits.max_bytes} bytes", transient=False, status=status
-            )
-        chunks.append(chunk)
+    body = await _read_body(response, limits.max_bytes)
     return FetchResult(
         status,
-        b"".join(chunks),
+        body,
         str(response.url),
-        etag=response.headers.get("ETag"),
-        last_modified=response.headers.get("Last-Modified"),
-        content_type=response.headers.get("Content-Type"),
-        retry_after=retry_after,
+        etag=headers.get("ETag"),
+        last_modified=headers.get("Last-Modified"),
+        content_type=headers.get("Content-Type"),
         elapsed=time.monotonic() - started,
+        retry_after=retry_after,
+        cache_control_max_age=max_age,
+        expires=expires,
+        permanent_redirect_to=moved_to,
     )
 
 
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
+async def _read_body(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    status = response.status
+    # A Content-Length over the cap fails at once: decoding never shrinks a body by
+    # more than a few bytes, so the decoded body would pass the cap too.
+    if response.content_length is not None and response.content_length > max_bytes:
+        raise _too_large(max_bytes, status)
     try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
+        decoder = BodyDecoder(response.headers.get("Content-Encoding"), max_bytes)
+        async for chunk in response.content.iter_any():
+            decoder.feed(chunk)
+        return decoder.finish()
+    except BodyTooLarge as exc:
+        raise _too_large(max_bytes, status) from exc
+    except BadEncoding as exc:
+        raise FetchError(str(exc), transient=False, status=status) from exc

@@ -9,7 +9,10 @@ installations with different prefixes never take each other's jobs.
 
 | key (after the prefix) | type | what | lifetime |
 | --- | --- | --- | --- |
-| ``feed:{feed_id}`` | hash | fetch state: validators, failures, last error | kept |
+| ``feed:{feed_id}`` | hash | fetch state, learned interval, health | kept |
+| ``schedule`` | zset | feed id → unix time it is due (or its poll lease ends) | kept |
+| ``leases`` | hash | feed id → "{token} {poller}" while a poller polls it | the poll |
+| ``feedconf:{feed_id}`` | hash | the feed's config (JSON), synced by pollers | configured |
 | ``seen:{feed_id}`` | zset | item keys first seen on a feed → unix time | ``seen_days`` |
 | ``dedupe:{kind}:{digest}`` | string | item key that claimed a GUID/URL/text | ``dedupe_days`` |
 | ``item:{item_key}`` | string | processed item (JSON: item, entities) | ``dedupe_days`` |
@@ -25,7 +28,7 @@ installations with different prefixes never take each other's jobs.
 | ``digest:{channel}:batch`` | zset | the digest being sent | until sent |
 | ``digest:{channel}:flush`` | string | a flush is scheduled (at) | wait + 60 s |
 | ``alerts`` | stream | alert history (raised, delivered, dead) | ``history_max`` |
-| ``heartbeat:poller:{name}`` | string | a poller is alive | 60 s |
+| ``heartbeat:poller:{name}`` | string | a poller is alive (JSON: at, in flight) | 10 s |
 """
 
 from __future__ import annotations
@@ -51,6 +54,18 @@ class Keys:
 
     def feed(self, url: str) -> str:
         return f"{self.prefix}feed:{feed_id(url)}"
+
+    def schedule(self) -> str:
+        """The shared schedule: feed id → due time (a claimed feed: its lease's end)."""
+        return f"{self.prefix}schedule"
+
+    def leases(self) -> str:
+        """Who holds each claimed feed: feed id → ``"{token} {poller name}"``."""
+        return f"{self.prefix}leases"
+
+    def feed_conf(self, fid: str) -> str:
+        """The config of the feed with id ``fid`` (see :func:`feed_id`), as last synced."""
+        return f"{self.prefix}feedconf:{fid}"
 
     def seen(self, url: str) -> str:
         return f"{self.prefix}seen:{feed_id(url)}"

@@ -7,16 +7,26 @@ Inputs: the body as bytes (never a URL: feedparser must not do I/O), the respons
 content type (it carries the charset), the URL the body came from (relative links resolve
 against it) and a :class:`FeedRef` naming the configured feed.
 
-Outputs: a frozen :class:`ParsedFeed`. No ``FeedParserDict`` escapes this module.
+Outputs: a frozen :class:`ParsedFeed` (items, the feed's title, its own polling hint
+``ttl_s`` from RSS ``<ttl>`` or the syndication module, and a ``warning`` when the feed
+was read despite a problem). No ``FeedParserDict`` escapes this module.
 
 Invariants:
 
 - :func:`parse_feed` is a plain module-level function with picklable arguments and
   result, so the poller can run it in a ``ProcessPoolExecutor`` (feedparser is pure
   Python and CPU-bound; it must not stall the event loop).
-- A body that is not a feed at all (an HTML page, garbage, XML broken before the first
-  entry, an empty body) raises ``FeedParseError``; a feed that is malformed but yields
-  entries is returned with ``warning`` set to feedparser's ``bozo`` reason.
+- A body that is not a feed at all (garbage, XML broken before the first entry, an
+  empty body) raises ``FeedParseError``; an HTML page raises its subclass
+  :class:`~monitor.poll_errors.NotAFeed` carrying the feeds the page advertises
+  (:mod:`monitor.discover`). A feed that is malformed but yields entries is returned
+  with ``warning`` set to feedparser's ``bozo`` reason.
+- Charsets: the HTTP ``charset`` goes to feedparser, which falls back to the XML
+  declaration, UTF-8 and windows-1252 when the label is wrong (a warning, not an
+  error). One common lie is corrected first: a body labelled ISO-8859-1/ASCII that is
+  valid, non-ASCII UTF-8 is read as UTF-8 (Apache's old default label).
+- Hostile DTDs are defused before feedparser runs (:mod:`monitor.parse_guard`): entity
+  expansion is bounded, so a "billion laughs" or "quadratic blowup" costs milliseconds.
 - Bad entries are skipped one at a time and counted in ``skipped``; so are repeats of an
   item key already seen earlier in the same body.
 - JSON Feed (jsonfeed.org) bodies are read here too, without feedparser (feedparser 6.0
@@ -29,6 +39,8 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -39,9 +51,11 @@ from urllib.parse import urljoin
 import feedparser
 
 from monitor.config import FeedConfig
+from monitor.discover import discover_feeds
 from monitor.items import Item
 from monitor.normalise import canonical_url, html_to_text, item_key, published_utc
-from monitor.poll_errors import FeedParseError
+from monitor.parse_guard import defuse_entities
+from monitor.poll_errors import FeedParseError, NotAFeed
 
 # A summary is matched against rules and read in alerts, not archived: a feed that puts
 # whole articles in its summaries must not make queue payloads huge.
@@ -50,6 +64,12 @@ MAX_TITLE_CHARS = 1_000
 
 _BENIGN_BOZO = (feedparser.NonXMLContentType, feedparser.CharacterEncodingOverride)
 _HTML_TYPES = ("text/html", "application/xhtml+xml", "html", "xhtml")
+# Labels servers put on UTF-8 bodies by default; see _honest_content_type.
+_DEFAULT_LABELS = frozenset({"iso-8859-1", "latin-1", "latin1", "us-ascii", "ascii"})
+_CHARSET_PARAM = re.compile(r";\s*charset\s*=\s*[\"']?([\w.:-]+)[\"']?", re.IGNORECASE)
+# RSS 1.0 syndication module: <sy:updatePeriod> in seconds.
+_SY_PERIODS = {"hourly": 3600.0, "daily": 86400.0, "weekly": 604800.0}
+_SY_PERIODS |= {"monthly": 2_592_000.0, "yearly": 31_536_000.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +92,7 @@ class ParsedFeed:
     items: tuple[Item, ...]
     skipped: int = 0
     warning: str | None = None
+    ttl_s: float | None = None  # the feed's own "poll me at most this often" (RSS <ttl>)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +115,7 @@ class _RawFeed:
     entries: list[_Entry]
     warning: str | None = None
     broken: bool = False  # the XML itself is broken (not just mislabelled)
+    ttl_s: float | None = None
 
 
 def parse_feed(
@@ -109,9 +131,9 @@ def parse_feed(
     if not body.strip():
         raise FeedParseError("empty response body")
     if _looks_like_json(body, content_type):
-        raw = _read_json_feed(body)
+        raw = _read_json_feed(body, content_type)
     else:
-        raw = _read_xml_feed(body, content_type)
+        raw = _read_xml_feed(body, content_type, base_url)
     title, language, warning = raw.title, raw.language, raw.warning
     feed_name = feed.name or title or feed.url
     items: list[Item] = []
@@ -131,19 +153,23 @@ def parse_feed(
     if raw.broken and not items:
         # Broken XML that yielded only unusable fragments is not a feed we can read.
         raise FeedParseError(f"malformed feed: {warning}")
-    return ParsedFeed(title=title, items=tuple(items), skipped=skipped, warning=warning)
+    return ParsedFeed(
+        title=title, items=tuple(items), skipped=skipped, warning=warning, ttl_s=raw.ttl_s
+    )
 
 
 def _looks_like_json(body: bytes, content_type: str | None) -> bool:
     return body.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") or "json" in (content_type or "")
 
 
-def _read_xml_feed(body: bytes, content_type: str | None) -> _RawFeed:
+def _read_xml_feed(body: bytes, content_type: str | None, base_url: str) -> _RawFeed:
+    safe_body, guard_warning = defuse_entities(body)
+    content_type, label_warning = _honest_content_type(content_type, safe_body)
     headers = {"content-type": content_type} if content_type else {}
     # A file-like object, so feedparser can never mistake the body for a URL or a path.
     # No content-location: GUIDs must stay as written (feedparser would resolve them).
     try:
-        result = feedparser.parse(io.BytesIO(body), response_headers=headers)
+        result = feedparser.parse(io.BytesIO(safe_body), response_headers=headers)
     except Exception as exc:  # feedparser bugs on hostile input; never crash the poller
         raise FeedParseError(f"feed parser failed: {exc!r}") from exc
     bozo = _bozo_reason(result) if result.get("bozo") else None
@@ -153,7 +179,7 @@ def _read_xml_feed(body: bytes, content_type: str | None) -> _RawFeed:
     if not entries:
         html_type = "html" in (content_type or "").lower() and not result.get("version")
         if html_type or b"<html" in body[:4096].lower():
-            raise FeedParseError("not a feed: got an HTML page")
+            raise _not_a_feed(body, base_url, content_type)
         if broken:
             raise FeedParseError(f"malformed feed: {bozo}")
         if not result.get("version"):
@@ -161,7 +187,57 @@ def _read_xml_feed(body: bytes, content_type: str | None) -> _RawFeed:
     meta = result.get("feed") or {}
     title = html_to_text(str(meta.get("title") or ""))
     language = meta.get("language") or None
-    return _RawFeed(title, language, [_from_feedparser(raw) for raw in entries], bozo, broken)
+    warning = "; ".join(w for w in (guard_warning, label_warning, bozo) if w) or None
+    return _RawFeed(
+        title,
+        language,
+        [_from_feedparser(raw) for raw in entries],
+        warning,
+        broken,
+        _ttl_seconds(meta),
+    )
+
+
+def _not_a_feed(body: bytes, base_url: str, content_type: str | None) -> NotAFeed:
+    urls = tuple(discover_feeds(body, base_url, content_type))
+    if not urls:
+        return NotAFeed("not a feed: got an HTML page that advertises no feed")
+    more = f" (and {len(urls) - 1} more)" if len(urls) > 1 else ""
+    return NotAFeed(f"not a feed: got an HTML page; it advertises {urls[0]}{more}", urls)
+
+
+def _honest_content_type(content_type: str | None, body: bytes) -> tuple[str | None, str | None]:
+    """Drop a default Latin label from a body that is really UTF-8 (see module doc)."""
+    match = _CHARSET_PARAM.search(content_type or "")
+    if content_type is None or match is None or match.group(1).lower() not in _DEFAULT_LABELS:
+        return content_type, None
+    if body.isascii():
+        return content_type, None
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return content_type, None
+    unlabelled = content_type[: match.start()] + content_type[match.end() :]
+    return unlabelled, f"charset label {match.group(1)!r} ignored: the body is UTF-8"
+
+
+def _ttl_seconds(meta: Mapping[str, Any]) -> float | None:
+    """RSS ``<ttl>`` (minutes), else ``<sy:updatePeriod>``/``<sy:updateFrequency>``."""
+    minutes = _positive(meta.get("ttl"))
+    if minutes is not None:
+        return minutes * 60
+    period = _SY_PERIODS.get(str(meta.get("sy_updateperiod") or "").strip().lower())
+    if period is None:
+        return None
+    return period / (_positive(meta.get("sy_updatefrequency")) or 1)
+
+
+def _positive(value: object) -> float | None:
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and number > 0 else None
 
 
 def _bozo_reason(result: Mapping[str, Any]) -> str:
@@ -179,9 +255,12 @@ def _from_feedparser(raw: Mapping[str, Any]) -> _Entry:
             if summary:
                 break
     published = raw.get("published_parsed") or raw.get("updated_parsed")
+    link = _str_or_none(raw.get("link"))
+    if link and raw.get("guidislink") and not _is_web_url(link):
+        link = None  # feedparser took a GUID like "story-3" for the permalink
     return _Entry(
         guid=_str_or_none(raw.get("id")),
-        link=_str_or_none(raw.get("link")),
+        link=link,
         title=_text(raw.get("title"), raw.get("title_detail")),
         summary=summary,
         published=published if isinstance(published, time.struct_time) else None,
@@ -197,15 +276,35 @@ def _text(value: object, detail: object) -> str:
     return " ".join(value.split())
 
 
+def _is_web_url(url: str) -> bool:
+    return url[:8].lower().startswith(("http://", "https://"))
+
+
+def _same_scheme(url: str, base_url: str) -> bool:
+    return base_url[:5].lower() == "file:" and url[:5].lower() == "file:"
+
+
 def _str_or_none(value: object) -> str | None:
     return value.strip() or None if isinstance(value, str) else None
 
 
-def _read_json_feed(body: bytes) -> _RawFeed:
+def _read_json_feed(body: bytes, content_type: str | None) -> _RawFeed:
+    warning = None
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except UnicodeDecodeError:
+        # JSON Feed must be UTF-8; read a mislabelled one rather than lose it.
+        match = _CHARSET_PARAM.search(content_type or "")
+        charset = match.group(1) if match else "windows-1252"
+        try:
+            data = json.loads(body.decode(charset, errors="replace"))
+        except (LookupError, json.JSONDecodeError) as exc:
+            raise FeedParseError(f"not a feed: invalid JSON ({exc})") from exc
+        warning = f"JSON Feed is not UTF-8; read as {charset}"
+    except json.JSONDecodeError as exc:
         raise FeedParseError(f"not a feed: invalid JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise FeedParseError("not a feed: JSON nested too deeply") from exc
     if not isinstance(data, dict) or "jsonfeed.org" not in str(data.get("version", "")):
         raise FeedParseError("not a feed: JSON without a jsonfeed.org version")
     raw_items = data.get("items")
@@ -213,7 +312,7 @@ def _read_json_feed(body: bytes) -> _RawFeed:
         raise FeedParseError("malformed JSON Feed: 'items' is not a list")
     title = " ".join(str(data.get("title") or "").split())
     language = data.get("language") if isinstance(data.get("language"), str) else None
-    return _RawFeed(title, language, list(_json_entries(raw_items)))
+    return _RawFeed(title, language, list(_json_entries(raw_items)), warning)
 
 
 def _json_entries(raw_items: Iterable[Any]) -> Iterable[_Entry]:
@@ -253,7 +352,10 @@ def _to_item(
     base_url: str,
     now: datetime,
 ) -> Item | None:
-    url = canonical_url(urljoin(base_url, entry.link)) if entry.link else ""
+    url = urljoin(base_url, entry.link) if entry.link else ""
+    # Only a web address is a link (a "urn:uuid:…" Atom id is not); a local test feed
+    # (file: base URL) may link to local files.
+    url = canonical_url(url) if _is_web_url(url) or _same_scheme(url, base_url) else ""
     title = entry.title or entry.summary[:120]
     if not (entry.guid or url or title):
         return None
@@ -262,8 +364,8 @@ def _to_item(
         feed_url=feed.url,
         feed_name=feed_name,
         url=url,
-        title=title[:MAX_TITLE_CHARS],
-        summary=entry.summary[:MAX_SUMMARY_CHARS],
+        title=title[:MAX_TITLE_CHARS].rstrip(),
+        summary=entry.summary[:MAX_SUMMARY_CHARS].rstrip(),
         guid=entry.guid,
         published=published_utc(entry.published, now),
         tags=feed.tags,

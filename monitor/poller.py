@@ -1,47 +1,45 @@
-"""The poller: every enabled feed fetched at its interval, new items enqueued in batches.
+"""The poller: claims due feeds from the schedule shared in Redis and polls them.
 
-Role: the thin asynchronous shell around the pipeline stages
-fetch (:mod:`monitor.fetch`) → parse (:mod:`monitor.parse`, in a separate process) →
-first-seen filter (:mod:`monitor.seen`) → enqueue (:mod:`monitor.enqueue`), with the
-per-feed state in :mod:`monitor.feed_state` and the timing in :mod:`monitor.schedule`.
+Role: the thin asynchronous shell that decides *which* feeds to poll now. Any number of
+pollers, on any number of machines, share one schedule (:mod:`monitor.shared_schedule`);
+one poll of one feed is :func:`monitor.feed_poll.poll_feed`.
 
 Inputs: the validated :class:`~monitor.config.Config` and a Redis URL.
-Outputs: rq jobs on the items queue, feed state hashes, seen sets, a heartbeat key and
-one log line per poll — ``feed_polled`` (info) or ``feed_poll_failed`` (warning).
+Outputs: everything a poll writes (rq jobs, feed state, seen sets), the schedule, a
+heartbeat key per poller, and ``poller_started`` / ``poller_stopped`` log lines.
 
-Resources (all created in :meth:`Poller.open`, closed in :meth:`Poller.close`, also via
+The loop (:meth:`Poller.run`):
+
+1. sync the configured feeds into the schedule (new feeds due now, removed feeds
+   dropped, changed intervals applied);
+2. claim up to ``concurrency − in flight`` due feeds with one atomic script, each with a
+   lease of ``total_timeout + lease_margin`` seconds;
+3. poll them concurrently; each poll is cut off before its lease ends, then sets the
+   feed's next due time (only if it still holds the lease);
+4. sleep until a poll finishes, the earliest due time, or 1 s — whichever is first — so
+   feeds with 1-second intervals are honoured and new schedule entries are seen soon.
+
+Resources (created in :meth:`Poller.open`, closed in :meth:`Poller.close`, also via
 ``async with``): one ``aiohttp.ClientSession`` (User-Agent from config, at most
-``poller.concurrency`` connections), one ``redis.asyncio`` client for state, one sync
-``redis.Redis`` for rq (rq 2.x is synchronous; it runs in a thread), and a one-process
-parse pool ("forkserver") so feedparser never stalls the event loop.
+``poller.concurrency`` connections), one ``redis.asyncio`` client, one sync
+``redis.Redis`` for rq (rq 2.x is synchronous; it runs in a thread) and a one-process
+parse pool so feedparser never stalls the event loop.
 
-Invariants:
-
-- a poll never raises: every failure (network, HTTP, a malformed feed, Redis, a bug) is
-  logged with its reason, counted in the feed's state and backed off; feeds are never
-  disabled;
-- order within a poll: enqueue new items → mark them seen → store validators and body
-  digest. A crash anywhere re-enqueues at worst (the workers deduplicate), never loses;
-- an unchanged feed (304, or the same body digest) is not parsed and enqueues nothing;
-- :meth:`Poller.run` returns soon after ``stop`` is set: sleeping feeds stop at once,
-  in-flight polls get ``grace`` seconds, then are cancelled.
+Invariants: a poll never raises; :meth:`Poller.run` returns soon after ``stop`` is set —
+no new claims, in-flight polls get ``grace`` seconds, then are cancelled and their feeds
+handed back (due now) so another poller takes them at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import multiprocessing
+import json
 import os
 import random
-import signal
 import socket
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -51,42 +49,26 @@ import redis.asyncio as aioredis
 import structlog
 
 from monitor.config import Config, FeedConfig
-from monitor.enqueue import enqueue_batches, items_queue
-from monitor.feed_state import FeedState, body_digest, load_state, record_failure, record_success
-from monitor.fetch import FetchLimits, FetchResult, fetch
+from monitor.feed_poll import PollContext, PollOutcome, poll_feed
+from monitor.fetch import FetchLimits
+from monitor.host_limits import HostLimiter
 from monitor.keys import Keys
-from monitor.parse import FeedRef, ParsedFeed, parse_feed
-from monitor.poll_errors import FeedParseError, FetchError, PollError
-from monitor.schedule import next_delay
-from monitor.seen import mark_seen, unseen
+from monitor.parse_pool import ParsePool
+from monitor.shared_schedule import Claim, SharedSchedule, SyncReport
+
+__all__ = ["PollOutcome", "Poller"]
 
 log = structlog.get_logger()
 
-HEARTBEAT_EVERY = 15.0
-HEARTBEAT_TTL = 60
-
-
-@dataclass(frozen=True, slots=True)
-class PollOutcome:
-    """What one poll of one feed did. ``unchanged``: 304 or the same body as last time."""
-
-    feed_url: str
-    ok: bool
-    next_in_s: float
-    duration_ms: int
-    status: int | None = None
-    items: int = 0
-    new: int = 0
-    skipped: int = 0
-    jobs: tuple[str, ...] = ()
-    unchanged: bool = False
-    warning: str | None = None
-    error: str | None = None
-    failures: int = 0
+# A poller whose heartbeat has expired is dead: its leased feeds are freed at once.
+HEARTBEAT_EVERY = 2.0
+HEARTBEAT_TTL = 10
+MAX_SLEEP = 1.0  # the longest the loop sleeps between claims
+RESYNC_EVERY = 10.0  # an empty schedule is synced again at most this often
 
 
 class Poller:
-    """Polls the enabled feeds of ``config``; see the module docstring."""
+    """Polls the feeds of the shared schedule; see the module docstring."""
 
     def __init__(
         self,
@@ -103,13 +85,21 @@ class Poller:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self._rand = rand
         self._keys = Keys(config.redis.prefix)
-        self._limits = FetchLimits.from_settings(config.poller)
         self._base_dir: Path | None = config.source.parent if config.source else None
-        self._session: aiohttp.ClientSession | None = None
-        self._redis: aioredis.Redis | None = None
-        self._rq_redis: redis.Redis | None = None
-        self._executor: Executor | None = None
-        self._slots = asyncio.Semaphore(config.poller.concurrency)
+        self._ctx: PollContext | None = None
+        self._feeds: dict[str, tuple[str, FeedConfig]] = {}  # id → (its JSON, parsed)
+        self._in_flight: dict[asyncio.Task[None], Claim] = {}
+        self._wake = asyncio.Event()
+
+    @property
+    def lease(self) -> float:
+        """How long a claim holds a feed: the fetch's total timeout plus a margin."""
+        return self.config.poller.total_timeout + self.config.poller.lease_margin
+
+    @property
+    def deadline(self) -> float:
+        """A poll is cut off here, leaving half the margin to record it."""
+        return self.config.poller.total_timeout + self.config.poller.lease_margin / 2
 
     async def __aenter__(self) -> Poller:
         await self.open()
@@ -125,304 +115,199 @@ class Poller:
 
     @property
     def is_open(self) -> bool:
-        return self._session is not None
+        return self._ctx is not None
 
     async def open(self) -> None:
-        if self.is_open:
+        if self._ctx is not None:
             return
         settings = self.config.poller
-        self._redis = aioredis.Redis.from_url(self.redis_url, decode_responses=True)
-        self._rq_redis = redis.Redis.from_url(self.redis_url)  # rq needs raw bytes
-        self._executor = _parse_pool()
-        # Fetch slots: aiohttp's timeouts include waiting for a pooled connection, so
-        # with more feeds than connections the wait must happen before the clock starts.
-        self._slots = asyncio.Semaphore(settings.concurrency)
-        self._session = aiohttp.ClientSession(
-            headers={"User-Agent": settings.user_agent},
-            connector=aiohttp.TCPConnector(limit=settings.concurrency),
+        client = aioredis.Redis.from_url(self.redis_url, decode_responses=True)
+        self._ctx = PollContext(
+            config=self.config,
+            keys=self._keys,
+            name=self.name,
+            session=aiohttp.ClientSession(
+                headers={"User-Agent": settings.user_agent},
+                connector=aiohttp.TCPConnector(limit=settings.concurrency),
+            ),
+            client=client,
+            rq_client=redis.Redis.from_url(self.redis_url),  # rq needs raw bytes
+            parser=ParsePool(),
+            slots=asyncio.Semaphore(settings.concurrency),
+            hosts=HostLimiter(settings.per_host_concurrency),
+            limits=FetchLimits.from_settings(settings),
+            base_dir=self._base_dir,
+            rand=self._rand,
         )
 
     async def close(self) -> None:
         """Release everything :meth:`open` created, in reverse order."""
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
-        rq_redis, self._rq_redis = self._rq_redis, None
-        if rq_redis is not None:
-            rq_redis.close()
-        client, self._redis = self._redis, None
-        if client is not None:
-            await client.aclose()
+        ctx, self._ctx = self._ctx, None
+        if ctx is None:
+            return
+        await ctx.session.close()
+        await ctx.parser.close()
+        ctx.rq_client.close()
+        await ctx.client.aclose()
+
+    async def poll_feed(self, feed: FeedConfig) -> PollOutcome:
+        """One poll of ``feed`` end to end, outside the schedule. Never raises."""
+        return await poll_feed(self._context, feed)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Poll every enabled feed at its interval until ``stop`` is set."""
+        """Claim and poll due feeds until ``stop`` is set."""
         opened_here = not self.is_open
         await self.open()
-        feeds = [feed for feed in self.config.feeds if feed.enabled]
-        tasks = [
-            asyncio.create_task(self._feed_loop(feed, stop), name=f"poll {feed.url}")
-            for feed in feeds
-        ]
-        tasks.append(asyncio.create_task(self._heartbeat(stop, len(feeds)), name="heartbeat"))
-        log.info("poller_started", poller=self.name, feeds=len(feeds))
+        schedule = SharedSchedule(self._context.client, self._keys)
+        await self._beat()  # alive before the first claim
+        heartbeat = asyncio.create_task(self._heartbeat(stop, schedule), name="heartbeat")
         try:
-            await stop.wait()
-            _, pending = await asyncio.wait(tasks, timeout=self.grace)
-            if pending:
-                log.warning("poller_grace_expired", cancelled=len(pending), grace_s=self.grace)
+            report = await self._sync(schedule, stop)
+            log.info(
+                "poller_started",
+                poller=self.name,
+                feeds=report.total if report else None,
+                added=report.added if report else None,
+                removed=report.removed if report else None,
+                lease_s=self.lease,
+            )
+            await self._loop(schedule, stop)
+            if self._in_flight:
+                _, pending = await asyncio.wait(list(self._in_flight), timeout=self.grace)
+                if pending:
+                    log.warning("poller_grace_expired", cancelled=len(pending), grace_s=self.grace)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._cancel_in_flight(schedule)
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+            with contextlib.suppress(redis.RedisError):
+                # Stopped: not alive any more (its feeds were handed back above).
+                await self._context.client.delete(self._keys.poller_heartbeat(self.name))
             if opened_here:
                 await self.close()
             log.info("poller_stopped", poller=self.name)
 
-    async def _feed_loop(self, feed: FeedConfig, stop: asyncio.Event) -> None:
-        await _wait(stop, await self._time_until_due(feed))
-        while not stop.is_set():
-            outcome = await self.poll_feed(feed)
-            # The interval runs from the start of a poll, so a 1 s interval means about
-            # one poll a second; a floor keeps a slow feed from being polled back to back.
-            spent = outcome.duration_ms / 1000
-            await _wait(stop, max(outcome.next_in_s - spent, outcome.next_in_s / 10))
-
-    async def _time_until_due(self, feed: FeedConfig) -> float:
-        """After a restart, keep the schedule the last run left (a backing-off feed stays
-        backed off); never longer than the feed's interval, or the backoff cap if failing."""
-        try:
-            state = await load_state(self._client, self._keys.feed(feed.url))
-        except redis.RedisError:
-            return 0.0
-        if state.next_poll is None:
-            return 0.0
-        cap = self.config.poller.max_backoff if state.failures else self.config.feed_interval(feed)
-        return max(0.0, min(state.next_poll - time.time(), cap))
-
-    async def _heartbeat(self, stop: asyncio.Event, feeds: int) -> None:
-        key = self._keys.poller_heartbeat(self.name)
+    async def _sync(self, schedule: SharedSchedule, stop: asyncio.Event) -> SyncReport | None:
+        """Sync the configured feeds; while Redis is unreachable, retry every second."""
         while not stop.is_set():
             try:
-                await self._client.set(key, f"{time.time():.0f} feeds={feeds}", ex=HEARTBEAT_TTL)
+                return await schedule.sync(self.config, lease=self.lease)
             except redis.RedisError as exc:
-                log.warning("poller_heartbeat_failed", reason=str(exc))
-            await _wait(stop, HEARTBEAT_EVERY)
-        with contextlib.suppress(redis.RedisError):
-            await self._client.delete(key)  # a stopped poller is not alive for 60 s more
+                log.warning("schedule_sync_failed", poller=self.name, reason=str(exc))
+                await _wait_any(stop, None, MAX_SLEEP)
+        return None
 
-    async def poll_feed(self, feed: FeedConfig) -> PollOutcome:
-        """One poll of ``feed`` end to end. Never raises (except on cancellation)."""
-        started = time.monotonic()
-        _ = self._http  # misuse (a closed poller) is an error for the caller, not the feed
-        with structlog.contextvars.bound_contextvars(feed=feed.display_name, feed_url=feed.url):
-            state = FeedState()
-            try:
-                state = await load_state(self._client, self._keys.feed(feed.url))
-                return await self._poll(feed, state, started)
-            except PollError as exc:
-                status = exc.status if isinstance(exc, FetchError) else None
-                retry_after = exc.retry_after if isinstance(exc, FetchError) else None
-                return await self._failed(feed, state, started, exc.reason, status, retry_after)
-            except redis.RedisError as exc:
-                return await self._failed(feed, state, started, f"Redis error: {exc}", None, None)
-            except Exception as exc:
-                # A bug must cost one poll of one feed, not the poller.
-                log.exception("feed_poll_crashed", feed=feed.display_name, url=feed.url)
-                reason = f"internal error: {type(exc).__name__}: {exc}"
-                return await self._failed(feed, state, started, reason, None, None)
+    async def _loop(self, schedule: SharedSchedule, stop: asyncio.Event) -> None:
+        concurrency = self.config.poller.concurrency
+        synced = time.monotonic()
+        while not stop.is_set():
+            self._wake.clear()  # before claiming: a poll ending from now on wakes us
+            timeout = MAX_SLEEP
+            free = concurrency - len(self._in_flight)
+            if free > 0:
+                try:
+                    batch = await schedule.claim(free, lease=self.lease, owner=self.name)
+                except redis.RedisError as exc:
+                    log.warning("poller_claim_failed", poller=self.name, reason=str(exc))
+                    batch = None
+                if batch is not None:
+                    for claim in batch.claims:
+                        task = asyncio.create_task(self._poll_claimed(schedule, claim))
+                        self._in_flight[task] = claim
+                        task.add_done_callback(self._finished)
+                    if batch.claims and len(batch.claims) == free:
+                        continue  # more may be due: claim again when a slot frees
+                    if batch.next_due is not None:
+                        timeout = min(MAX_SLEEP, max(0.001, batch.next_due - batch.now))
+                    elif time.monotonic() - synced > RESYNC_EVERY:
+                        # An empty schedule (Redis flushed or restarted without its
+                        # data): put the configured feeds back.
+                        synced = time.monotonic()
+                        await self._sync(schedule, stop)
+            await _wait_any(stop, self._wake, timeout)
 
-    async def _poll(self, feed: FeedConfig, state: FeedState, started: float) -> PollOutcome:
-        now = time.time()
-        async with self._slots:
-            result = await fetch(
-                self._http,
-                feed.url,
-                etag=state.etag,
-                last_modified=state.last_modified,
-                limits=self._limits,
-                base_dir=self._base_dir,
-            )
-        parsed: ParsedFeed | None = None
-        new_items: list[str] = []
-        jobs: list[str] = []
-        validators: tuple[str | None, str | None, str | None] | None = None
-        if result.body is not None:
-            digest = body_digest(result.body)
-            validators = (result.etag, result.last_modified, digest)
-            if digest != state.digest:
-                parsed = await self._parse(feed, result)
-                seen_key = self._keys.seen(feed.url)
-                all_keys = [item.key for item in parsed.items]
-                new_items = await unseen(self._client, seen_key, all_keys)
-                fresh = set(new_items)
-                jobs = await asyncio.to_thread(
-                    enqueue_batches,
-                    items_queue(self._rq_client, self._keys),
-                    [item for item in parsed.items if item.key in fresh],
-                    batch_size=self.config.poller.batch_size,
-                    job_timeout=self.config.workers.job_timeout,
-                )
-                await mark_seen(
-                    self._client,
-                    seen_key,
-                    all_keys,
-                    now=now,
-                    keep_seconds=self.config.poller.seen_days * 86400,
-                )
-        next_in = next_delay(
-            self.config.feed_interval(feed),
-            0,
-            max_backoff=self.config.poller.max_backoff,
-            retry_after=result.retry_after,
-            rand=self._rand,
-        )
-        await record_success(
-            self._client,
-            self._keys.feed(feed.url),
-            status=result.status,
-            now=now,
-            next_poll=now + next_in,
-            validators=validators,
-        )
-        outcome = PollOutcome(
-            feed_url=feed.url,
-            ok=True,
-            next_in_s=next_in,
-            duration_ms=_ms_since(started),
-            status=result.status,
-            items=len(parsed.items) if parsed else 0,
-            new=len(new_items),
-            skipped=parsed.skipped if parsed else 0,
-            jobs=tuple(jobs),
-            unchanged=parsed is None,
-            warning=parsed.warning if parsed else None,
-        )
-        log.info(
-            "feed_polled",
-            feed=feed.display_name,
-            url=feed.url,
-            status=outcome.status,
-            items=outcome.items,
-            new=outcome.new,
-            skipped=outcome.skipped,
-            unchanged=outcome.unchanged,
-            warning=outcome.warning,
-            duration_ms=outcome.duration_ms,
-            next_in_s=round(next_in, 1),
-        )
-        return outcome
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(task, None)
+        self._wake.set()
 
-    async def _parse(self, feed: FeedConfig, result: FetchResult) -> ParsedFeed:
-        assert result.body is not None
-        call = functools.partial(
-            parse_feed,
-            result.body,
-            feed=FeedRef.from_config(feed),
-            content_type=result.content_type,
-            base_url=result.url,
-        )
-        loop = asyncio.get_running_loop()
+    async def _poll_claimed(self, schedule: SharedSchedule, claim: Claim) -> None:
+        feed = self._feed(claim)
+        if feed is None:
+            # Scheduled without a readable config (removed meanwhile, or written by a
+            # newer wirewatch): look again after the longest interval, without fetching.
+            log.warning("feed_config_unreadable", feed_id=claim.feed_id, poller=self.name)
+            await schedule.complete(claim, self.config.poller.max_interval)
+            return
+        outcome = await poll_feed(self._context, feed, deadline=self.deadline)
         try:
-            return await loop.run_in_executor(self._executor, call)
-        except BrokenProcessPool as exc:
-            # The parse process died (out of memory on a hostile feed, a signal): start a
-            # fresh one so the other feeds keep being parsed.
-            broken, self._executor = self._executor, _parse_pool()
-            if broken is not None:
-                broken.shutdown(wait=False, cancel_futures=True)
-            raise FeedParseError("the parse process died while parsing this feed") from exc
-
-    async def _failed(
-        self,
-        feed: FeedConfig,
-        state: FeedState,
-        started: float,
-        reason: str,
-        status: int | None,
-        retry_after: float | None,
-    ) -> PollOutcome:
-        failures = state.failures + 1
-        next_in = next_delay(
-            self.config.feed_interval(feed),
-            failures,
-            max_backoff=self.config.poller.max_backoff,
-            retry_after=retry_after,
-            rand=self._rand,
-        )
-        now = time.time()
-        try:
-            await record_failure(
-                self._client,
-                self._keys.feed(feed.url),
-                failures=failures,
-                reason=reason,
-                status=status,
-                now=now,
-                next_poll=now + next_in,
-            )
+            kept = await schedule.complete(claim, outcome.next_in_s)
         except redis.RedisError as exc:
-            reason = f"{reason} (and the failure could not be recorded: {exc})"
-        log.warning(
-            "feed_poll_failed",
-            feed=feed.display_name,
-            url=feed.url,
-            reason=reason,
-            status=status,
-            failures=failures,
-            next_in_s=round(next_in, 1),
-        )
-        return PollOutcome(
-            feed_url=feed.url,
-            ok=False,
-            next_in_s=next_in,
-            duration_ms=_ms_since(started),
-            status=status,
-            error=reason,
-            failures=failures,
-        )
+            # The lease runs out and another poller (or this one) takes the feed again.
+            log.warning("feed_reschedule_failed", feed=feed.display_name, reason=str(exc))
+            return
+        if not kept:
+            log.warning("feed_lease_lost", feed=feed.display_name, poller=self.name)
+
+    def _feed(self, claim: Claim) -> FeedConfig | None:
+        cached = self._feeds.get(claim.feed_id)
+        if cached is not None and cached[0] == claim.config_json:
+            return cached[1]
+        try:
+            feed = FeedConfig.model_validate_json(claim.config_json)
+        except ValueError:
+            return None
+        self._feeds[claim.feed_id] = (claim.config_json, feed)
+        return feed
+
+    async def _cancel_in_flight(self, schedule: SharedSchedule) -> None:
+        claims = dict(self._in_flight)
+        for task in claims:
+            task.cancel()
+        await asyncio.gather(*claims, return_exceptions=True)
+        for task, claim in claims.items():
+            if task.cancelled():
+                with contextlib.suppress(redis.RedisError, RuntimeError):
+                    await schedule.release(claim)  # due now: another poller takes it
+        self._in_flight.clear()
+
+    async def _beat(self) -> None:
+        value = json.dumps({"at": round(time.time(), 3), "in_flight": len(self._in_flight)})
+        key = self._keys.poller_heartbeat(self.name)
+        try:
+            await self._context.client.set(key, value, ex=HEARTBEAT_TTL)
+        except redis.RedisError as exc:
+            log.warning("poller_heartbeat_failed", reason=str(exc))
+
+    async def _heartbeat(self, stop: asyncio.Event, schedule: SharedSchedule) -> None:
+        """Say this poller is alive; free the feeds of pollers that are not."""
+        beaten = time.monotonic()
+        while not stop.is_set():
+            await _wait_any(stop, None, MAX_SLEEP)
+            if time.monotonic() - beaten >= HEARTBEAT_EVERY:
+                beaten = time.monotonic()
+                await self._beat()
+            try:
+                freed = await schedule.free_orphans()
+            except redis.RedisError as exc:
+                log.warning("poller_orphan_sweep_failed", reason=str(exc))
+            else:
+                if freed:
+                    log.warning("feeds_of_dead_poller_freed", feeds=freed, poller=self.name)
 
     @property
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
+    def _context(self) -> PollContext:
+        if self._ctx is None:
             raise RuntimeError("Poller is not open: use 'async with Poller(...)' or open()")
-        return self._session
-
-    @property
-    def _client(self) -> aioredis.Redis:
-        if self._redis is None:
-            raise RuntimeError("Poller is not open: use 'async with Poller(...)' or open()")
-        return self._redis
-
-    @property
-    def _rq_client(self) -> redis.Redis:
-        if self._rq_redis is None:
-            raise RuntimeError("Poller is not open: use 'async with Poller(...)' or open()")
-        return self._rq_redis
+        return self._ctx
 
 
-def _parse_pool() -> ProcessPoolExecutor:
-    # "forkserver": children start from a clean single-threaded server, not a fork of a
-    # process running an event loop and threads.
-    return ProcessPoolExecutor(
-        max_workers=1,
-        mp_context=multiprocessing.get_context("forkserver"),
-        initializer=_ignore_interrupts,
-    )
-
-
-def _ignore_interrupts() -> None:
-    """A Ctrl-C reaches the whole process group; the poller, not its parser, decides."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    """Sleep ``seconds``, or less if ``stop`` is set meanwhile."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-
-
-def _ms_since(started: float) -> int:
-    return round((time.monotonic() - started) * 1000)
+async def _wait_any(stop: asyncio.Event, wake: asyncio.Event | None, seconds: float) -> None:
+    """Sleep ``seconds``, or less if ``stop`` (or ``wake``) is set meanwhile."""
+    waiters = [asyncio.ensure_future(stop.wait())]
+    if wake is not None:
+        waiters.append(asyncio.ensure_future(wake.wait()))
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import IO
 
 import redis
+import structlog
 
 URL_FILE = "redis.url"  # where a running embedded server says how to reach it
 
@@ -40,6 +41,9 @@ def running_url(data_dir: Path) -> str:
     except redis.RedisError:
         return ""
     return url
+
+
+log = structlog.get_logger()
 
 
 class RedisServerError(RuntimeError):
@@ -85,6 +89,19 @@ class RedisServer:
     def start(self, timeout: float = 10.0) -> RedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock()
+        args = self._args()
+        self._process = subprocess.Popen(  # noqa: S603 - fixed binary, our arguments
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
+        )
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self._url_file.write_text(self.url)
+        return self
+
+    def _args(self) -> list[str]:
         args = [
             find_redis_server(),
             "--port", str(self.port),
@@ -97,16 +114,7 @@ class RedisServer:
         ]  # fmt: skip
         if not self.port:
             args += ["--unixsocket", str(self.socket), "--unixsocketperm", "700"]
-        self._process = subprocess.Popen(  # noqa: S603 - fixed binary, our arguments
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
-        )
-        try:
-            self._wait_ready(timeout)
-        except BaseException:
-            self.stop()
-            raise
-        self._url_file.write_text(self.url)
-        return self
+        return args
 
     def _wait_ready(self, timeout: float) -> None:
         assert self._process is not None
@@ -158,6 +166,26 @@ class RedisServer:
         handle, self._lock_handle = self._lock_handle, None
         if handle is not None:
             handle.close()  # releases the flock
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def restart_if_dead(self) -> bool:
+        """Start the server again (from its AOF) if it died; True when it did."""
+        if self._process is None or self.running:
+            return False
+        code = self._process.returncode
+        self._process = None
+        self._url_file.unlink(missing_ok=True)
+        log.error("redis_embedded_exited", returncode=code, restarting=True)
+        args = self._args()
+        self._process = subprocess.Popen(  # noqa: S603 - fixed binary, our arguments
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
+        )
+        self._wait_ready(10.0)
+        self._url_file.write_text(self.url)
+        return True
 
     @property
     def pid(self) -> int | None:

@@ -25,7 +25,7 @@ import structlog
 from monitor.config import Config
 from monitor.poller import Poller
 from monitor.processes import WorkerProcesses
-from monitor.redis_server import RedisServer
+from monitor.redis_server import RedisServer, RedisServerError
 
 log = structlog.get_logger()
 
@@ -69,15 +69,27 @@ class _Shutdown:
             self._loop.call_soon_threadsafe(self._event.set)
 
 
-async def _supervise(workers: WorkerProcesses, stop: asyncio.Event) -> None:
+async def _supervise(
+    workers: WorkerProcesses, server: RedisServer | None, stop: asyncio.Event
+) -> None:
+    """Restart what dies: the embedded Redis (from its AOF) and worker processes."""
     while not stop.is_set():
+        if server is not None:
+            try:
+                server.restart_if_dead()
+            except RedisServerError as exc:
+                log.error("redis_embedded_restart_failed", reason=str(exc))
         workers.restart_dead()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=1.0)
 
 
 async def _poll_until_stopped(
-    config: Config, redis_url: str, shutdown: _Shutdown, workers: WorkerProcesses | None
+    config: Config,
+    redis_url: str,
+    shutdown: _Shutdown,
+    workers: WorkerProcesses | None,
+    server: RedisServer | None = None,
 ) -> None:
     stop = asyncio.Event()
     shutdown.attach(asyncio.get_running_loop(), stop)
@@ -85,7 +97,7 @@ async def _poll_until_stopped(
     if workers is None:
         await poller.run(stop)
     else:
-        await asyncio.gather(poller.run(stop), _supervise(workers, stop))
+        await asyncio.gather(poller.run(stop), _supervise(workers, server, stop))
 
 
 def serve_poller(config: Config, redis_url: str) -> None:
@@ -120,7 +132,7 @@ def run_service(config: Config) -> None:
             worker_pids=workers.pids,
         )
         if not shutdown.requested:
-            asyncio.run(_poll_until_stopped(config, redis_url, shutdown, workers))
+            asyncio.run(_poll_until_stopped(config, redis_url, shutdown, workers, server))
     finally:
         if workers is not None:
             workers.stop()

@@ -45,7 +45,7 @@ poller: {{interval: 1}}
 workers: {{processes: 1}}
 logging: {{format: json}}
 feeds:
-  - {{url: "{feed_url}", name: "Local wire", interval: 1}}
+  - {{url: "{feed_url}", name: "Local wire", interval: 1, max_interval: 1}}
 channels:
   ops: {{type: webhook, url: "{webhook.url}", secret: "${{E2E_WEBHOOK_SECRET}}", timeout: 5}}
   desk: {{type: email, to: ["desk@example.org"], from: "wirewatch@example.org",

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
 import pickle
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from monitor.discover import discover_feeds
 from monitor.items import Item
 from monitor.normalise import item_key
 from monitor.parse import FeedRef, ParsedFeed, parse_feed
-from monitor.poll_errors import FeedParseError
+from monitor.poll_errors import FeedParseError, NotAFeed
 
 NOW = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
 FEED = FeedRef(url="https://wire.example/feed.xml", name="", tags=("wire",), language=None)
@@ -191,6 +196,7 @@ def test_an_empty_but_valid_feed_has_no_items() -> None:
     ("body", "content_type", "reason"),
     [
         (b"<!doctype html><html><body><p>Welcome</p></body></html>", "text/html", "HTML page"),
+        (b"<!doctype html><title>x</title><p>no html tag</p>", "text/html", "HTML page"),
         (b"<html><head><title>x</title></head></html>", "application/xml", "HTML page"),
         (b"<?xml version='1.0'?><rss version='2.0'><channel><item>", None, "malformed feed"),
         (b"\x00\x01garbage<<<", None, "malformed feed"),
@@ -222,3 +228,148 @@ def test_a_mislabelled_content_type_is_only_a_warning() -> None:
     assert parsed.warning is not None
     assert "NonXMLContentType" in parsed.warning
     assert len(parse(RSS2, "text/html; charset=utf-8").items) == 3
+
+
+# -- golden files: one feed per format, its expected items beside it (STYLE.md §17) -------
+# Regenerate after a deliberate change: WIREWATCH_UPDATE_GOLDEN=1 pytest tests/test_parse.py
+
+GOLDEN = Path(__file__).parent / "data" / "golden"
+GOLDEN_FEEDS = sorted(p for p in GOLDEN.iterdir() if not p.name.endswith(".expected.json"))
+CONTENT_TYPES = {".xml": "application/xml; charset=utf-8", ".json": "application/feed+json"}
+
+
+def _golden(parsed: ParsedFeed) -> dict[str, Any]:
+    return {
+        "title": parsed.title,
+        "ttl_s": parsed.ttl_s,
+        "skipped": parsed.skipped,
+        "warning": parsed.warning,
+        "items": [item.to_json() for item in parsed.items],
+    }
+
+
+def test_every_format_has_a_golden_file() -> None:
+    names = {path.stem for path in GOLDEN_FEEDS}
+    assert names == {
+        "rss091", "rss092", "rss10", "rss20", "atom03", "atom10", "jsonfeed10", "jsonfeed11"
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("path", GOLDEN_FEEDS, ids=[p.name for p in GOLDEN_FEEDS])
+def test_golden(path: Path) -> None:
+    feed = FeedRef(url=f"https://configured.example/{path.name}", tags=("golden",))
+    base = f"https://{path.stem}.example/feeds/{path.name}"
+    parsed = parse_feed(
+        path.read_bytes(),
+        feed=feed,
+        content_type=CONTENT_TYPES[path.suffix],
+        base_url=base,
+        now=NOW,
+    )
+    expected_path = path.with_name(f"{path.stem}.expected.json")
+    actual = _golden(parsed)
+    if os.environ.get("WIREWATCH_UPDATE_GOLDEN") or not expected_path.exists():
+        expected_path.write_text(json.dumps(actual, indent=2, ensure_ascii=False) + "\n")
+    assert actual == json.loads(expected_path.read_text())
+    assert [Item.from_json(data) for data in actual["items"]] == list(parsed.items)
+
+
+# -- ttl, HTML pages, charsets ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("channel", "ttl_s"),
+    [
+        ("<ttl>15</ttl>", 900.0),
+        ("<ttl> 60 </ttl>", 3600.0),
+        ("<ttl>0</ttl>", None),
+        ("<ttl>-5</ttl>", None),
+        ("<ttl>soon</ttl>", None),
+        ("<ttl>inf</ttl>", None),
+        ("", None),
+    ],
+)
+def test_rss_ttl(channel: str, ttl_s: float | None) -> None:
+    body = f"<?xml version='1.0'?><rss version='2.0'><channel><title>t</title>{channel}"
+    body += "<item><guid>1</guid><title>x</title></item></channel></rss>"
+    assert parse(body.encode()).ttl_s == ttl_s
+
+
+def test_html_page_with_alternates_raises_not_a_feed() -> None:
+    page = b"""<html><head>
+      <link rel="alternate" type="application/atom+xml" href="/atom.xml" title="Atom">
+      <link rel="alternate" type="application/feed+json" href="feed.json">
+    </head><body>News</body></html>"""
+    with pytest.raises(NotAFeed) as caught:
+        parse_feed(page, feed=FEED, content_type="text/html", base_url="https://site.example/a/")
+    urls = ("https://site.example/atom.xml", "https://site.example/a/feed.json")
+    assert caught.value.feed_urls == urls
+    assert isinstance(caught.value, FeedParseError)
+    copy = pickle.loads(pickle.dumps(caught.value))
+    assert (type(copy), copy.reason, copy.feed_urls) == (NotAFeed, caught.value.reason, urls)
+
+
+def test_discover_feeds() -> None:
+    page = b"""<!doctype html><html><head><base href="https://cdn.example/site/">
+      <link rel="stylesheet" href="style.css">
+      <LINK REL="Alternate" TYPE="application/RSS+XML" HREF="comments.rss" TITLE="Comments">
+      <link rel="alternate home" type="application/rss+xml" href="main.rss"/>
+      <link rel="alternate" type="application/rss+xml" href="main.rss">
+      <link rel="alternate" type="text/html" href="/fr/">
+      <link rel="alternate" type="application/rss+xml" href="javascript:alert(1)">
+      <link rel="alternate" type="application/rss+xml" href="file:///etc/passwd">
+      <link rel="alternate" type="application/atom+xml" href="https://other.example/a.atom">
+      <link rel="alternate" type="application/rss+xml">
+    </head><body><link rel="alternate" type="application/json" href="/x.json"></body></html>"""
+    assert discover_feeds(page, "https://site.example/page") == [
+        "https://cdn.example/site/main.rss",
+        "https://other.example/a.atom",
+        "https://cdn.example/x.json",
+        "https://cdn.example/site/comments.rss",
+    ]
+    assert discover_feeds(b"<html><p>nothing</p>", "https://site.example/") == []
+    assert discover_feeds(b"<<<!\x00<link rel=alternate", "https://site.example/") == []
+    local = b'<link rel="alternate" type="application/rss+xml" href="feed.xml">'
+    assert discover_feeds(local, "file:///srv/site/index.html") == ["file:///srv/site/feed.xml"]
+
+
+def test_discover_feeds_uses_the_charset() -> None:
+    page = '<link rel="alternate" type="application/rss+xml" href="/café.xml">'
+    urls = discover_feeds(
+        page.encode("latin-1"), "https://s.example/", "text/html; charset=latin-1"
+    )
+    assert urls == ["https://s.example/café.xml"]
+
+
+def test_utf8_labelled_latin1_is_read_as_utf8_with_a_warning() -> None:
+    body = "<?xml version='1.0'?><rss version='2.0'><channel><title>Café – news</title>"
+    body += "<item><guid>1</guid><title>“quoted”</title></item></channel></rss>"
+    parsed = parse(body.encode(), "application/rss+xml; charset=iso-8859-1")
+    assert parsed.title == "Café – news"
+    assert parsed.items[0].title == "“quoted”"
+    assert parsed.warning == "charset label 'iso-8859-1' ignored: the body is UTF-8"
+    # Real Latin-1 under the same label is left alone.
+    latin = body.replace("–", "-").replace("“", '"').replace("”", '"').encode("latin-1")
+    parsed = parse(latin, "application/rss+xml; charset=iso-8859-1")
+    assert (parsed.title, parsed.warning) == ("Café - news", None)
+
+
+def test_json_feed_not_in_utf8_is_read_with_a_warning() -> None:
+    body = '{"version": "https://jsonfeed.org/version/1.1", "title": "Café",'
+    body += ' "items": [{"id": "1", "title": "naïve"}]}'
+    parsed = parse(body.encode("windows-1252"), "application/feed+json")
+    assert (parsed.title, parsed.items[0].title) == ("Café", "naïve")
+    assert parsed.warning == "JSON Feed is not UTF-8; read as windows-1252"
+
+
+def test_harmless_entities_are_kept() -> None:
+    body = b"""<?xml version="1.0"?>
+<!DOCTYPE rss [
+<!ENTITY nbsp "&#160;">
+<!ENTITY org "ACME">
+]>
+<rss version="2.0"><channel><title>t</title>
+<item><guid>1</guid><title>a&nbsp;b &org;</title></item></channel></rss>"""
+    parsed = parse(body)
+    assert parsed.items[0].title == "a b ACME"  # nbsp is whitespace to html_to_text
+    assert parsed.warning is None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -46,3 +49,20 @@ def test_running_url_finds_a_live_server_only(tmp_path: Path) -> None:
     with RedisServer(tmp_path / "data") as server:
         assert running_url(tmp_path / "data") == server.url
     assert running_url(tmp_path / "data") == ""
+
+
+def test_a_dead_server_is_restarted_from_its_aof(tmp_path: Path) -> None:
+    with RedisServer(tmp_path / "data") as server:
+        client = redis.Redis.from_url(server.url)
+        client.set("k", "v")
+        client.execute_command("BGREWRITEAOF")  # make sure it is on disk before the kill
+        time.sleep(1.0)
+        assert server.pid is not None
+        os.kill(server.pid, signal.SIGKILL)
+        time.sleep(0.2)
+        assert not server.running
+        assert server.restart_if_dead()
+        assert server.running and not server.restart_if_dead()
+        client = redis.Redis.from_url(server.url)
+        assert client.get("k") == b"v"
+        client.close()

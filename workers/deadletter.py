@@ -18,7 +18,7 @@ import redis
 
 from monitor.keys import Keys
 
-Kind = Literal["alert", "digest"]
+Kind = Literal["alert", "digest", "notice"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +40,7 @@ class DeadLetter:
     rule: str = ""
     title: str = ""
     alert_ids: tuple[str, ...] = ()  # for a digest: the alerts it held
+    payload: dict[str, Any] | None = None  # for a notice: the notice itself
     attempts: tuple[Attempt, ...] = field(default_factory=tuple)
 
     @property
@@ -62,6 +63,7 @@ class DeadLetter:
             rule=data.get("rule", ""),
             title=data.get("title", ""),
             alert_ids=tuple(data.get("alert_ids", ())),
+            payload=data.get("payload"),
             attempts=tuple(Attempt(**a) for a in data.get("attempts", ())),
         )
 

@@ -17,14 +17,12 @@ from datetime import UTC, datetime, timedelta
 import redis
 import structlog
 
-from workers import deadletter
 from workers import digest as digests
 from workers.alerts import schedule_flush
 from workers.delivery import DeliveryError, deliver_digest
-from workers.dispatch import history, policy_for
+from workers.dispatch import Target, after_failure, bury, history
 from workers.model import Alert
 from workers.resources import Resources
-from workers.retry_policy import retry_delay, should_retry
 
 log = structlog.get_logger()
 
@@ -40,33 +38,28 @@ def flush(connection: redis.Redis, res: Resources, channel_name: str, attempt: i
         return "empty"
     alerts = [_load(connection, res, alert_id) for alert_id in batch.alert_ids]
     present = [alert for alert in alerts if alert is not None]
+    target = Target(
+        batch.digest_id,
+        "digest",
+        channel_name,
+        title=f"digest of {len(batch.alert_ids)} alerts",
+        alert_ids=tuple(batch.alert_ids),
+    )
     if channel is None or not present:
-        reason = "channel removed from the config" if channel is None else "alerts expired"
-        _bury(connection, res, channel_name, batch.digest_id, batch.alert_ids, reason, [])
+        bury(connection, res, target, "channel removed" if channel is None else "alerts expired")
         _done(connection, res, channel_name, batch.alert_ids)
         return "dead"
     try:
         deliver_digest(present, batch.digest_id, channel_name, channel)
     except DeliveryError as exc:
-        failure = deadletter.Attempt(attempt, time.time(), exc.reason, exc.status, exc.transient)
-        ttl = int(res.config.workers.alert_days * 86400)
-        deadletter.record_attempt(connection, keys, batch.digest_id, channel_name, failure, ttl)
-        policy = policy_for(res, channel_name)
-        if should_retry(policy, attempt, exc.transient):
-            delay = retry_delay(policy, attempt, exc.retry_after)
-            _enqueue_flush(connection, res, channel_name, attempt + 1, delay)
-            log.warning(
-                "digest_delivery_failed",
-                reason=exc.reason,
-                attempt=attempt,
-                retry_in_s=round(delay, 1),
-                final=False,
-            )
-            return "retrying"
-        attempts = deadletter.attempts_of(connection, keys, batch.digest_id, channel_name)
-        _bury(connection, res, channel_name, batch.digest_id, batch.alert_ids, exc.reason, attempts)
-        _done(connection, res, channel_name, batch.alert_ids)
-        return "dead"
+
+        def retry(next_attempt: int, delay: float) -> None:
+            _enqueue_flush(connection, res, channel_name, next_attempt, delay)
+
+        outcome = after_failure(connection, res, target, attempt, exc, retry)
+        if outcome == "dead":  # its alerts now live in the dead letter; free the buffer
+            _done(connection, res, channel_name, batch.alert_ids)
+        return outcome
     ttl = int(res.config.workers.alert_days * 86400)
     for alert in present:
         connection.set(keys.delivered(alert.id, channel_name), str(time.time()), ex=ttl)
@@ -97,28 +90,3 @@ def _enqueue_flush(
 def _load(connection: redis.Redis, res: Resources, alert_id: str) -> Alert | None:
     raw = connection.get(res.keys.alert(alert_id))
     return Alert.from_json(json.loads(raw)) if raw is not None else None
-
-
-def _bury(
-    connection: redis.Redis,
-    res: Resources,
-    channel: str,
-    digest_id: str,
-    alert_ids: Sequence[str],
-    reason: str,
-    attempts: list[deadletter.Attempt],
-) -> None:
-    letter = deadletter.DeadLetter(
-        target=digest_id,
-        channel=channel,
-        kind="digest",
-        reason=reason,
-        buried_at=time.time(),
-        title=f"digest of {len(alert_ids)} alerts",
-        alert_ids=tuple(alert_ids),
-        attempts=tuple(attempts),
-    )
-    deadletter.bury(connection, res.keys, letter)
-    for alert_id in alert_ids:
-        history(connection, res, "dead", alert_id, channel=channel, reason=reason)
-    log.error("digest_dead", digest_id=digest_id, alerts=len(alert_ids), reason=reason, final=True)

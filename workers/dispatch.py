@@ -21,12 +21,14 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import redis
 import structlog
-from rq import Callback, Queue, Retry
+from rq import Callback, Queue, Retry, get_current_job
 from rq.serializers import JSONSerializer
 
 from monitor.config_channels import RetrySettings
@@ -43,8 +45,9 @@ log = structlog.get_logger()
 DELIVER_JOB = "workers.jobs.deliver"
 ON_FAILURE = "workers.jobs.delivery_job_failed"
 JOB_TIMEOUT_S = 120
-# The safety net for a crashed worker: run the same attempt again, twice at most.
-CRASH_RETRY = Retry(max=2, interval=[5, 15])
+# The safety net for a crashed worker: run the same attempt again, twice at most, at
+# once (a scheduled retry would wait for rq's scheduler, which may have died with it).
+CRASH_RETRY = Retry(max=2)
 
 
 def job_id(keys: Keys, target: str, channel: str, attempt: int, tag: str = "") -> str:
@@ -85,6 +88,46 @@ def enqueue_delivery(
     return str(options["job_id"])
 
 
+NOTICE_JOB = "workers.jobs.feed_notice"
+
+
+def enqueue_notice(
+    connection: redis.Redis,
+    keys: Keys,
+    payload: dict[str, Any],
+    attempt: int = 1,
+    delay_s: float = 0.0,
+) -> None:
+    """(Re-)enqueue a feed notice; the poller enqueues the first attempt itself."""
+    queue = Queue(keys.alerts_queue, connection=connection, serializer=JSONSerializer)
+    options: dict[str, Any] = {"retry": CRASH_RETRY, "job_timeout": JOB_TIMEOUT_S}
+    if delay_s >= 1:
+        queue.enqueue_in(timedelta(seconds=delay_s), NOTICE_JOB, payload, attempt, **options)
+    else:
+        queue.enqueue(NOTICE_JOB, payload, attempt, **options)
+
+
+LOCK_RECHECK_S = 10.0
+# Delivery lock: taken when free, or when this same rq job holds it (a run of the job
+# that died mid-send: rq runs the same job id again).
+_TAKE_LOCK = """
+local owner = redis.call('GET', KEYS[1])
+if owner and owner ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
+
+def _take_lock(connection: redis.Redis, lock: str, owner: str) -> bool:
+    script = connection.register_script(_TAKE_LOCK)
+    return bool(script(keys=[lock], args=[owner, JOB_TIMEOUT_S + 30]))
+
+
+def _job_id() -> str:
+    job = get_current_job()
+    return job.id if job is not None else ""
+
+
 def replay_tag() -> str:
     return f"r{uuid.uuid4().hex[:8]}"
 
@@ -112,16 +155,35 @@ def deliver_alert(
     channel = res.config.channels.get(channel_name)
     if channel is None:
         reason = f"channel {channel_name!r} is not in the config any more"
-        _bury(connection, res, alert, channel_name, reason)
+        bury(connection, res, _alert_target(alert, channel_name), reason)
         return "dead"
     lock = keys.sending(alert_id, channel_name)
-    if not connection.set(lock, attempt, nx=True, ex=JOB_TIMEOUT_S + 30):
-        log.info("alert_delivery_in_progress", attempt=attempt)
+    owner = _job_id() or f"attempt-{attempt}"
+    if not _take_lock(connection, lock, owner):
+        # Another job is sending this very alert right now. Look again shortly: if that
+        # job succeeds, the delivered mark stops us; if it died, its lock expires.
+        enqueue_delivery(
+            connection,
+            keys,
+            alert_id,
+            channel_name,
+            attempt=attempt,
+            delay_s=LOCK_RECHECK_S,
+            tag=replay_tag(),
+        )
+        log.info("alert_delivery_in_progress", attempt=attempt, recheck_in_s=LOCK_RECHECK_S)
         return "in progress elsewhere"
     try:
         deliver_to_channel(alert, channel_name, channel)
     except DeliveryError as exc:
-        return _failed(connection, res, alert, channel_name, attempt, exc)
+
+        def retry(next_attempt: int, delay: float) -> None:
+            enqueue_delivery(
+                connection, keys, alert_id, channel_name, attempt=next_attempt, delay_s=delay
+            )
+
+        target = _alert_target(alert, channel_name)
+        return after_failure(connection, res, target, attempt, exc, retry)
     finally:
         connection.delete(lock)
     ttl = int(res.config.workers.alert_days * 86400)
@@ -131,24 +193,37 @@ def deliver_alert(
     return "delivered"
 
 
-def _failed(
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a delivery carried: named in its attempt log, its retries and its dead letter."""
+
+    id: str  # alert id, digest id or notice id
+    kind: deadletter.Kind
+    channel: str
+    rule: str = ""
+    title: str = ""
+    alert_ids: tuple[str, ...] = ()
+    payload: dict[str, Any] | None = None  # what a replay needs, when not an alert record
+
+
+def after_failure(
     connection: redis.Redis,
     res: Resources,
-    alert: Alert,
-    channel: str,
+    target: Target,
     attempt: int,
     exc: DeliveryError,
+    retry: Callable[[int, float], None],
 ) -> str:
-    keys = res.keys
+    """Log the failed attempt, then ``retry(next_attempt, delay_s)`` or bury the delivery."""
     ttl = int(res.config.workers.alert_days * 86400)
     failure = deadletter.Attempt(attempt, time.time(), exc.reason, exc.status, exc.transient)
-    deadletter.record_attempt(connection, keys, alert.id, channel, failure, ttl)
-    policy = policy_for(res, channel)
+    deadletter.record_attempt(connection, res.keys, target.id, target.channel, failure, ttl)
+    policy = policy_for(res, target.channel)
     if should_retry(policy, attempt, exc.transient):
         delay = retry_delay(policy, attempt, exc.retry_after)
-        enqueue_delivery(connection, keys, alert.id, channel, attempt=attempt + 1, delay_s=delay)
+        retry(attempt + 1, delay)
         log.warning(
-            "alert_delivery_failed",
+            f"{target.kind}_delivery_failed",
             reason=exc.reason,
             status=exc.status,
             attempt=attempt,
@@ -157,31 +232,41 @@ def _failed(
         )
         return "retrying"
     why = exc.reason if not exc.transient else f"{exc.reason} (gave up after {attempt} tries)"
-    _bury(connection, res, alert, channel, why)
+    bury(connection, res, target, why)
     return "dead"
 
 
-def _bury(connection: redis.Redis, res: Resources, alert: Alert, channel: str, reason: str) -> None:
+def bury(connection: redis.Redis, res: Resources, target: Target, reason: str) -> None:
+    """Make the delivery a dead letter, with every attempt's error; nothing is dropped."""
     letter = deadletter.DeadLetter(
-        target=alert.id,
-        channel=channel,
-        kind="alert",
+        target=target.id,
+        channel=target.channel,
+        kind=target.kind,
         reason=reason,
         buried_at=time.time(),
-        rule=alert.rule_id,
-        title=alert.item.title,
-        attempts=tuple(deadletter.attempts_of(connection, res.keys, alert.id, channel)),
+        rule=target.rule,
+        title=target.title,
+        alert_ids=target.alert_ids,
+        payload=target.payload,
+        attempts=tuple(deadletter.attempts_of(connection, res.keys, target.id, target.channel)),
     )
     deadletter.bury(connection, res.keys, letter)
-    history(connection, res, "dead", alert.id, channel=channel, reason=reason)
+    alerts = [target.id] if target.kind == "alert" else list(target.alert_ids)
+    for alert in alerts:
+        history(connection, res, "dead", alert, channel=target.channel, reason=reason)
     log.error(
-        "alert_dead",
-        rule=alert.rule_id,
-        title=alert.item.title,
+        f"{target.kind}_dead",
+        target=target.id,
+        rule=target.rule,
+        title=target.title,
         reason=reason,
         attempts=len(letter.attempts),
         final=True,
     )
+
+
+def _alert_target(alert: Alert, channel: str) -> Target:
+    return Target(alert.id, "alert", channel, rule=alert.rule_id, title=alert.item.title)
 
 
 def history(

@@ -8,6 +8,8 @@
   (:mod:`workers.digest_flush`).
 * ``batch_job_failed``: rq's on-failure callback of a batch that failed for good: its
   dedupe claims are released (the job stays in rq's failed registry for the operator).
+* ``feed_notice(payload, attempt)``: a feed broke or recovered; tell the operator's
+  channel (``poller.notify_channel``), with the same retries and dead letters.
 * ``delivery_job_failed``: rq's on-failure callback — a delivery job that crashed for
   good (not a channel error: those are handled in the job) is buried, not dropped.
 
@@ -27,15 +29,22 @@ from rq import get_current_job
 from rq.job import Job
 
 from monitor.items import Item, items_from_payload
-from workers import deadletter, resources
+from workers import resources
 from workers.alerts import alert_id, raise_alert
 from workers.dedupe import dedupe, release
+from workers.delivery import DeliveryError
+from workers.delivery.notice import FeedNotice, deliver_notice
 from workers.digest_flush import flush
-from workers.dispatch import deliver_alert, history
+from workers.dispatch import Target, after_failure, bury, deliver_alert, enqueue_notice
 from workers.entities import distinct, item_text
 from workers.model import Alert, Entity
 
 log = structlog.get_logger()
+
+
+def _job_id() -> str:
+    job = get_current_job()
+    return job.id if job is not None else ""
 
 
 def _connection() -> redis.Redis:
@@ -51,10 +60,16 @@ class BatchIncomplete(RuntimeError):
 
 
 def process_batch(payload: dict[str, Any]) -> dict[str, int]:
+    items = items_from_payload(payload)
+    feeds = sorted({item.feed_name or item.feed_url for item in items})
+    with structlog.contextvars.bound_contextvars(job_id=_job_id(), feed=", ".join(feeds)):
+        return _process_batch(items)
+
+
+def _process_batch(items: list[Item]) -> dict[str, int]:
     started = time.perf_counter()
     res = resources.current()
     connection = _connection()
-    items = items_from_payload(payload)
     found = dedupe(connection, res.keys, items, int(res.config.workers.dedupe_days * 86400))
     for item, owner in found.duplicates:
         log.info("item_duplicate", item=item.key, feed=item.feed_name, duplicate_of=owner)
@@ -150,12 +165,13 @@ def _store_item(
 
 
 def deliver(alert_key: str, channel: str, attempt: int = 1) -> str:
-    with structlog.contextvars.bound_contextvars(alert_id=alert_key, channel=channel):
+    context = {"job_id": _job_id(), "alert_id": alert_key, "channel": channel, "attempt": attempt}
+    with structlog.contextvars.bound_contextvars(**context):
         return deliver_alert(_connection(), resources.current(), alert_key, channel, attempt)
 
 
 def flush_digest(channel: str, attempt: int = 1) -> str:
-    with structlog.contextvars.bound_contextvars(channel=channel):
+    with structlog.contextvars.bound_contextvars(job_id=_job_id(), channel=channel):
         return flush(_connection(), resources.current(), channel, attempt)
 
 
@@ -169,17 +185,35 @@ def delivery_job_failed(
     """rq on-failure callback: bury a delivery whose job itself failed for the last time."""
     if job.retries_left:  # rq will run it again
         return
-    res = resources.current()
-    alert, channel = str(job.args[0]), str(job.args[1])
     reason = f"delivery job failed: {kind.__name__ if kind else 'abandoned'}: {value}"
-    letter = deadletter.DeadLetter(
-        target=alert,
-        channel=channel,
-        kind="alert",
-        reason=reason,
-        buried_at=time.time(),
-        attempts=tuple(deadletter.attempts_of(connection, res.keys, alert, channel)),
-    )
-    deadletter.bury(connection, res.keys, letter)
-    history(connection, res, "dead", alert, channel=channel, reason=reason)
-    log.error("alert_dead", alert_id=alert, channel=channel, reason=reason, final=True)
+    alert, channel = str(job.args[0]), str(job.args[1])
+    bury(connection, resources.current(), Target(alert, "alert", channel), reason)
+
+
+def feed_notice(payload: dict[str, Any], attempt: int = 1) -> str:
+    """Tell ``poller.notify_channel`` that a feed broke or recovered (once per change)."""
+    res = resources.current()
+    connection = _connection()
+    notice = FeedNotice.from_json(payload)
+    name = payload.get("channel") or res.config.poller.notify_channel
+    with structlog.contextvars.bound_contextvars(job_id=_job_id(), feed=notice.feed):
+        channel = res.config.channels.get(name) if name else None
+        if channel is None or name is None:
+            log.info("feed_notice_not_sent", state=notice.state, reason="no notify_channel")
+            return "no channel"
+        delivered = res.keys.delivered(notice.id, name)
+        if connection.exists(delivered):
+            return "already delivered"
+        try:
+            deliver_notice(notice, name, channel)
+        except DeliveryError as exc:
+
+            def retry(next_attempt: int, delay: float) -> None:
+                enqueue_notice(connection, res.keys, payload, next_attempt, delay)
+
+            target = Target(notice.id, "notice", name, title=notice.title, payload=payload)
+            return after_failure(connection, res, target, attempt, exc, retry)
+        ttl = int(res.config.workers.alert_days * 86400)
+        connection.set(delivered, str(time.time()), ex=ttl)
+        log.info("feed_notice_delivered", channel=name, state=notice.state)
+        return "delivered"

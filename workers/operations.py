@@ -17,7 +17,7 @@ from monitor.config import Config
 from monitor.keys import Keys
 from workers import deadletter
 from workers.alerts import hold_for_digest
-from workers.dispatch import enqueue_delivery, replay_tag
+from workers.dispatch import enqueue_delivery, enqueue_notice, replay_tag
 
 _STATUS_EVENTS = ("delivered", "dead", "digest", "skip")
 
@@ -97,6 +97,8 @@ def replay(connection: redis.Redis, config: Config, letter_id: str | None) -> li
         if taken.kind == "digest":  # back into the channel's buffer, flushed now
             for alert in taken.alert_ids:
                 hold_for_digest(connection, keys, alert, taken.channel, datetime.now(UTC))
+        elif taken.kind == "notice" and taken.payload is not None:
+            enqueue_notice(connection, keys, taken.payload)
         else:
             enqueue_delivery(connection, keys, taken.target, taken.channel, tag=replay_tag())
         replayed.append(taken.id)

@@ -9,11 +9,14 @@ Recovery from a worker that dies (SIGKILL, OOM, power loss): rq keeps a job in i
 "started" registry until the worker's heartbeat for it lapses, and only a maintenance
 pass of a live worker hands it back. rq's defaults (a 60 s margin on every heartbeat,
 maintenance every 10 minutes) would leave an alert stuck for many minutes; here the
-heartbeat lapses 15 s after the last beat and maintenance runs every 10 s, so another
-worker retries the job within about half a minute.
+heartbeat lapses 15 s after the last beat, maintenance runs every 10 s and an idle worker
+wakes at least every 10 s to do it, so another worker retries the job within about half a
+minute. The same pass restarts rq's scheduler process if it died (e.g. Redis restarted).
 """
 
 from __future__ import annotations
+
+import time
 
 import redis
 import structlog
@@ -29,6 +32,11 @@ log = structlog.get_logger()
 JOB_MONITORING_INTERVAL_S = 5
 HEARTBEAT_MARGIN_S = 10
 MAINTENANCE_INTERVAL_S = 10
+# An idle worker blocks in BLPOP for worker_ttl - 15 s and runs its maintenance only
+# between two waits; rq's default (420 s) would leave a dead worker's job, or a dead
+# scheduler process, alone for 7 minutes. 25 s: a wait of at most 10 s.
+WORKER_TTL_S = 25
+MAX_RESTART_PAUSE_S = 30.0
 
 
 class WirewatchWorker(Worker):
@@ -39,29 +47,60 @@ class WirewatchWorker(Worker):
 
 
 def run_worker(config: Config, redis_url: str, *, burst: bool = False) -> bool:
-    """Work until stopped (or, with ``burst``, until the queues are empty)."""
+    """Work until stopped (or, with ``burst``, until the queues are empty).
+
+    rq's loop ends by itself when Redis vanishes mid-job ("found an unhandled exception,
+    quitting"); a monitoring worker must not: it waits and starts a new loop, with a
+    growing pause, until it is asked to stop.
+    """
     res = resources.load(config)
-    connection = redis.Redis.from_url(redis_url)
+    pause = 1.0
+    while True:
+        connection = redis.Redis.from_url(redis_url)
+        worker: WirewatchWorker | None = None
+        worked = False
+        try:
+            worker = _new_worker(res, connection)  # rq talks to Redis here already
+            log.info(
+                "worker_started",
+                worker=worker.name,
+                queues=worker.queue_names(),
+                rules=len(res.rules),
+                ner=res.extractor.name,
+            )
+            worked = bool(worker.work(burst=burst, with_scheduler=True, logging_level="WARNING"))
+        except redis.RedisError as exc:
+            log.error("worker_redis_error", reason=str(exc))
+        finally:
+            if worker is not None:
+                log.info("worker_stopped", worker=worker.name)
+            connection.close()
+        if burst or (worker is not None and _asked_to_stop(worker)):
+            return worked
+        log.error(
+            "worker_loop_ended",
+            reason="rq's worker loop ended without a stop request (Redis unreachable?)",
+            restart_in_s=pause,
+        )
+        time.sleep(pause)
+        pause = min(pause * 2, MAX_RESTART_PAUSE_S)
+
+
+def _asked_to_stop(worker: WirewatchWorker) -> bool:
+    """A signal asked rq to stop (idle workers stop at once, busy ones after the job)."""
+    return bool(worker._stop_requested or worker._shutdown_requested_date is not None)
+
+
+def _new_worker(res: resources.Resources, connection: redis.Redis) -> WirewatchWorker:
     queues = [
         Queue(name, connection=connection, serializer=JSONSerializer)
         for name in (res.keys.alerts_queue, res.keys.items_queue)  # deliveries first
     ]
-    worker = WirewatchWorker(
+    return WirewatchWorker(
         queues,
         connection=connection,
         serializer=JSONSerializer,
         maintenance_interval=MAINTENANCE_INTERVAL_S,
         job_monitoring_interval=JOB_MONITORING_INTERVAL_S,
+        worker_ttl=WORKER_TTL_S,
     )
-    log.info(
-        "worker_started",
-        worker=worker.name,
-        queues=[queue.name for queue in queues],
-        rules=len(res.rules),
-        ner=res.extractor.name,
-    )
-    try:
-        return bool(worker.work(burst=burst, with_scheduler=True, logging_level="WARNING"))
-    finally:
-        log.info("worker_stopped", worker=worker.name)
-        connection.close()

@@ -40,15 +40,15 @@ MISSING = "apprise is not installed: pip install 'wirewatch[apprise]'"
 
 def send_apprise(alert: Alert, channel: AppriseChannel) -> None:
     """Notify every URL of ``channel`` about ``alert``; raise DeliveryError on failure."""
-    _notify(channel, email_subject(alert), email_text(alert))
+    notify(channel, email_subject(alert), email_text(alert))
 
 
 def send_apprise_digest(alerts: Sequence[Alert], digest_id: str, channel: AppriseChannel) -> None:
     """Notify every URL of ``channel`` once about a digest of ``alerts``."""
-    _notify(channel, digest_title(alerts), digest_text(alerts, digest_id))
+    notify(channel, digest_title(alerts), digest_text(alerts, digest_id))
 
 
-def _notify(channel: AppriseChannel, title: str, body: str) -> None:
+def notify(channel: AppriseChannel, title: str, body: str) -> None:
     with warnings.catch_warnings():
         # Apprise's e-mail plugin imports the stdlib ``imghdr`` (deprecated in 3.11,
         # gone in 3.13) when its plugins load; not ours to fix, and not worth a warning.

@@ -60,17 +60,17 @@ _CHANNEL = "email"
 CAFILE_ENV = "WIREWATCH_SMTP_CAFILE"
 
 
-def _message_id(local: str) -> str:
+def message_id_for(local: str) -> str:
     safe = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "._-") else "_" for ch in local)
     return f"<{safe}@wirewatch>"
 
 
 def message_id(alert: Alert) -> str:
     """The Message-ID of an alert's mail: stable, so duplicates are recognisable."""
-    return _message_id(alert.id)
+    return message_id_for(alert.id)
 
 
-def _new_message(channel: EmailChannel, subject: str) -> EmailMessage:
+def new_message(channel: EmailChannel, subject: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = channel.from_
     message["To"] = ", ".join(channel.to)
@@ -82,7 +82,7 @@ def _new_message(channel: EmailChannel, subject: str) -> EmailMessage:
 
 def build_message(alert: Alert, channel: EmailChannel) -> EmailMessage:
     """The complete message for one alert: headers, a text part and an HTML alternative."""
-    message = _new_message(channel, email_subject(alert))
+    message = new_message(channel, email_subject(alert))
     message["Date"] = format_datetime(alert.created)
     message["Message-ID"] = message_id(alert)
     message["X-Wirewatch-Rule"] = one_line(alert.rule_id)
@@ -95,10 +95,10 @@ def build_digest_message(
     alerts: Sequence[Alert], digest_id: str, channel: EmailChannel
 ) -> EmailMessage:
     """One message for a digest: every alert listed in a text and an HTML part."""
-    message = _new_message(channel, digest_title(alerts))
+    message = new_message(channel, digest_title(alerts))
     if alerts:
         message["Date"] = format_datetime(max(alert.created for alert in alerts))
-    message["Message-ID"] = _message_id(digest_id)
+    message["Message-ID"] = message_id_for(digest_id)
     message["X-Wirewatch-Rule"] = ", ".join(digest_rules(alerts))
     message.set_content(digest_text(alerts, digest_id))
     message.add_alternative(digest_html(alerts, digest_id), subtype="html")
@@ -122,15 +122,15 @@ def tls_context() -> ssl.SSLContext:
 
 def send_email(alert: Alert, channel: EmailChannel) -> None:
     """Send the alert's message through ``channel.smtp``; raise DeliveryError on failure."""
-    _send(build_message(alert, channel), channel)
+    send_message(build_message(alert, channel), channel)
 
 
 def send_email_digest(alerts: Sequence[Alert], digest_id: str, channel: EmailChannel) -> None:
     """Send one message for a digest of ``alerts``; raise DeliveryError on failure."""
-    _send(build_digest_message(alerts, digest_id, channel), channel)
+    send_message(build_digest_message(alerts, digest_id, channel), channel)
 
 
-def _send(message: EmailMessage, channel: EmailChannel) -> None:
+def send_message(message: EmailMessage, channel: EmailChannel) -> None:
     settings = channel.smtp
     context = tls_context() if settings.starttls or settings.ssl else None
     try:

@@ -80,6 +80,18 @@ def send_webhook_digest(
     _send(digest_id, digest_payload(alerts, digest_id, channel), channel, client, now)
 
 
+def send_payload(
+    message_id: str,
+    body: Payload,
+    channel: WebhookChannel,
+    *,
+    client: httpx.Client | None = None,
+    now: Callable[[], float] = time.time,
+) -> None:
+    """POST ready-made bytes (a notice, say) signed with ``webhook-id: message_id``."""
+    _send(message_id, body, channel, client, now)
+
+
 def _send(
     message_id: str,
     body: Payload,

@@ -1,0 +1,106 @@
+"""Per-host concurrency: at most N fetches at once from any one host.
+
+Role: politeness towards publishers, and fairness between them. Many configured feeds
+often live on one host (a newspaper's dozens of section feeds); without a per-host limit
+a poller with a large global concurrency opens dozens of connections to that one server
+at the top of every interval, which gets it rate-limited or banned.
+
+Inputs: a feed URL. Output: an async context manager that holds one of the host's
+``per_host`` slots while the body of the ``async with`` runs::
+
+    limiter = HostLimiter(settings.per_host_concurrency)
+    async with limiter.slot(feed.url), global_slots:
+        result = await fetch(session, feed.url, ...)
+
+Take the host slot *before* the global one, so a feed waiting for its busy host does not
+sit on a global slot that a feed of another host could use; and take both before the
+fetch starts, because aiohttp's timeouts also count time spent waiting.
+
+Invariants:
+
+- the host is the URL's lower-cased host name plus its port when it is not the default
+  (``Example.com`` and ``example.com:443`` over https are one host); a redirect to
+  another host still counts against the host of the URL asked for;
+- ``file:`` URLs (and anything without a host) are never limited;
+- memory stays bounded by the hosts *in use*: a host's semaphore is dropped as soon as
+  its last holder or waiter leaves, so ten thousand feeds on ten thousand hosts leave no
+  residue;
+- one limiter belongs to one event loop (the poller's); it is not thread-safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def host_key(url: str) -> str | None:
+    """The key ``url`` is limited under, or ``None`` when it is not limited."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme == "file" or not parts.hostname:
+        return None
+    host = parts.hostname.lower()
+    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+        return f"{host}:{port}"
+    return host
+
+
+@dataclass
+class _Host:
+    semaphore: asyncio.Semaphore
+    users: int = 0  # holders plus waiters
+    held: int = 0
+
+
+class HostLimiter:
+    """At most ``per_host`` concurrent :meth:`slot` holders per host."""
+
+    def __init__(self, per_host: int) -> None:
+        if per_host < 1:
+            raise ValueError("per_host must be at least 1")
+        self.per_host = per_host
+        self._hosts: dict[str, _Host] = {}
+
+    @asynccontextmanager
+    async def slot(self, url: str) -> AsyncIterator[None]:
+        """Hold one of the slots of ``url``'s host (no slot at all for ``file:``)."""
+        key = host_key(url)
+        if key is None:
+            yield
+            return
+        host = self._hosts.get(key)
+        if host is None:
+            host = self._hosts[key] = _Host(asyncio.Semaphore(self.per_host))
+        host.users += 1
+        try:
+            async with host.semaphore:
+                host.held += 1
+                try:
+                    yield
+                finally:
+                    host.held -= 1
+        finally:
+            host.users -= 1
+            if host.users == 0:
+                del self._hosts[key]
+
+    def in_use(self, url: str) -> int:
+        """Slots of ``url``'s host held right now (for tests and metrics)."""
+        key = host_key(url)
+        host = self._hosts.get(key) if key is not None else None
+        return 0 if host is None else host.held
+
+    @property
+    def hosts(self) -> int:
+        """Hosts with at least one holder or waiter."""
+        return len(self._hosts)
