@@ -232,7 +232,7 @@ def test_an_html_page_that_advertises_a_feed_is_followed(
     with structlog.testing.capture_logs() as logs:
         first, second = poll_times(make_config(prefix, feed), redis_url, feed, n=2)
     assert (first.ok, first.new, first.moved_to) == (True, 2, feed_url)
-    assert [e for e in logs if e["event"] == "feed_discovered"][0]["feed_url"] == feed_url
+    assert next(e for e in logs if e["event"] == "feed_discovered")["feed_url"] == feed_url
     assert state(redis_client, prefix, url).current_url == feed_url
     assert (second.ok, second.new) == (True, 0)  # polled at the feed's URL from now on
     assert feed_server.hits("news.html") == 1 and feed_server.hits("world.rss") == 2
