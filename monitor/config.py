@@ -58,6 +58,47 @@ class RedisSettings(_Model):
     data_dir: Path = Field(Path(".wirewatch"), description="embedded Redis data (AOF) folder")
 
 
+class WebSubSettings(_Model):
+    """WebSub (W3C) subscriber: push from the hubs feeds advertise, polling as a fallback."""
+
+    callback_url: str | None = Field(
+        None, description="public base URL of the callback server; none: WebSub is off"
+    )
+    listen: str = Field("127.0.0.1:8471", description="host:port the callback server listens on")
+    lease_seconds: int = Field(
+        864_000, ge=1, description="lease asked of hubs (s); the hub decides, renewed at 80 %"
+    )
+    fallback_interval: float = Field(
+        3600, ge=1, description="a subscribed feed is polled no more often than this (s)"
+    )
+    secret_bytes: int = Field(
+        32, ge=16, le=99, description="random bytes of each subscription's HMAC secret"
+    )
+
+    @field_validator("callback_url")
+    @classmethod
+    def _web_url(cls, url: str | None) -> str | None:
+        if url is not None and urlsplit(url).scheme not in ("http", "https"):
+            raise ValueError("the callback URL must be an http:// or https:// URL")
+        return url.rstrip("/") if url else None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, listen: str) -> str:
+        host, _, port = listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("listen must be 'host:port', e.g. '127.0.0.1:8471'")
+        return listen
+
+    @property
+    def listen_host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def listen_port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
 class PollerSettings(_Model):
     interval: float = Field(300, ge=1, description="default seconds between polls of a feed")
     max_backoff: float = Field(3600, ge=1, description="cap on the delay after failures (s)")
@@ -94,6 +135,7 @@ class PollerSettings(_Model):
     notify_channel: str | None = Field(
         None, description="channel told when a feed breaks or recovers; none: log only"
     )
+    websub: WebSubSettings = WebSubSettings()
 
     @model_validator(mode="after")
     def _ordered(self) -> PollerSettings:

@@ -56,6 +56,7 @@ from monitor.parse import FeedRef, ParsedFeed, parse_feed
 from monitor.parse_pool import ParsePool
 from monitor.poll_errors import FetchError, NotAFeed, PollError
 from monitor.seen import mark_seen, unseen
+from monitor.websub import Subscriber
 
 log = structlog.get_logger()
 
@@ -98,6 +99,7 @@ class PollContext:
     limits: FetchLimits
     base_dir: Path | None
     rand: Callable[[], float]
+    websub: Subscriber | None = None  # set when poller.websub.callback_url is
 
 
 async def poll_feed(
@@ -188,6 +190,8 @@ async def _poll(
         max_backoff=settings.max_backoff,
         retry_after=result.retry_after,
     )
+    if ctx.websub is not None:  # subscribe to an advertised hub; poll slower while pushed to
+        next_in = await ctx.websub.after_poll(feed.url, parsed, result.url, next_in)
     moved = discovered or _moved_to(result, state, feed)
     counted = len(new_items) if state.last_success is not None else 0  # not the backlog
     fields |= _cadence_fields(cadence, ctx.config.feed_interval(feed))
@@ -260,6 +264,17 @@ async def _parse(ctx: PollContext, feed: FeedConfig, result: FetchResult) -> Par
             base_url=result.url,
         )
     )
+
+
+async def hand_over_body(
+    ctx: PollContext, feed: FeedConfig, body: bytes, *, content_type: str | None, url: str
+) -> tuple[ParsedFeed, list[str], list[str]]:
+    """Parse a body pushed to us (WebSub) and hand its new items over exactly as a poll
+    does; returns it parsed, the new item keys and the job ids. Raises FeedParseError."""
+    result = FetchResult(status=200, body=body, url=url, content_type=content_type)
+    parsed = await _parse(ctx, feed, result)
+    new_items, jobs = await _hand_over(ctx, feed, parsed, time.time())
+    return parsed, new_items, jobs
 
 
 async def _hand_over(

@@ -29,6 +29,8 @@ installations with different prefixes never take each other's jobs.
 | ``digest:{channel}:flush`` | string | a flush is scheduled (at) | wait + 60 s |
 | ``alerts`` | stream | alert history (raised, delivered, dead) | ``history_max`` |
 | ``heartbeat:poller:{name}`` | string | a poller is alive (JSON: at, in flight) | 10 s |
+| ``websub:{feed_id}`` | hash | a WebSub subscription: hub, topic, secret, state | until dropped |
+| ``websub:due`` | zset | feed id → when its next (un)subscribe request to the hub is due | kept |
 """
 
 from __future__ import annotations
@@ -106,6 +108,14 @@ class Keys:
 
     def poller_heartbeat(self, name: str) -> str:
         return f"{self.prefix}heartbeat:poller:{name}"
+
+    def websub(self, fid: str) -> str:
+        """The WebSub subscription of the feed with id ``fid`` (see :func:`feed_id`)."""
+        return f"{self.prefix}websub:{fid}"
+
+    def websub_due(self) -> str:
+        """Feed id → when its next request to its hub is due (renewals, retries)."""
+        return f"{self.prefix}websub:due"
 
     @property
     def items_queue(self) -> str:

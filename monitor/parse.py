@@ -93,6 +93,8 @@ class ParsedFeed:
     skipped: int = 0
     warning: str | None = None
     ttl_s: float | None = None  # the feed's own "poll me at most this often" (RSS <ttl>)
+    hub_url: str | None = None  # WebSub: the hub the feed advertises (rel="hub")
+    self_url: str | None = None  # WebSub: the feed's own URL, the topic (rel="self")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +118,8 @@ class _RawFeed:
     warning: str | None = None
     broken: bool = False  # the XML itself is broken (not just mislabelled)
     ttl_s: float | None = None
+    hub_url: str | None = None
+    self_url: str | None = None
 
 
 def parse_feed(
@@ -154,8 +158,20 @@ def parse_feed(
         # Broken XML that yielded only unusable fragments is not a feed we can read.
         raise FeedParseError(f"malformed feed: {warning}")
     return ParsedFeed(
-        title=title, items=tuple(items), skipped=skipped, warning=warning, ttl_s=raw.ttl_s
+        title=title,
+        items=tuple(items),
+        skipped=skipped,
+        warning=warning,
+        ttl_s=raw.ttl_s,
+        hub_url=_absolute(raw.hub_url, base_url),
+        self_url=_absolute(raw.self_url, base_url),
     )
+
+
+def _absolute(url: str | None, base_url: str) -> str | None:
+    """A WebSub link made absolute; only http(s) links count."""
+    url = urljoin(base_url, url) if url else None
+    return url if url and _is_web_url(url) else None
 
 
 def _looks_like_json(body: bytes, content_type: str | None) -> bool:
@@ -195,7 +211,18 @@ def _read_xml_feed(body: bytes, content_type: str | None, base_url: str) -> _Raw
         warning,
         broken,
         _ttl_seconds(meta),
+        *_websub_links(meta.get("links")),
     )
+
+
+def _websub_links(links: object) -> tuple[str | None, str | None]:
+    """The first ``rel="hub"`` and ``rel="self"`` hrefs among the feed's links."""
+    found: dict[str, str] = {}
+    for link in links if isinstance(links, list) else ():
+        rel, href = link.get("rel"), link.get("href")
+        if rel in ("hub", "self") and isinstance(href, str) and href.strip():
+            found.setdefault(rel, href.strip())
+    return found.get("hub"), found.get("self")
 
 
 def _not_a_feed(body: bytes, base_url: str, content_type: str | None) -> NotAFeed:
@@ -312,7 +339,19 @@ def _read_json_feed(body: bytes, content_type: str | None) -> _RawFeed:
         raise FeedParseError("malformed JSON Feed: 'items' is not a list")
     title = " ".join(str(data.get("title") or "").split())
     language = data.get("language") if isinstance(data.get("language"), str) else None
-    return _RawFeed(title, language, list(_json_entries(raw_items)), warning)
+    hubs = data.get("hubs")
+    hubs = hubs if isinstance(hubs, list) else []
+    websub = (h for h in hubs if isinstance(h, dict) and str(h.get("type")).lower() == "websub")
+    hub = next((h.get("url") for h in websub), None)
+    self_url = data.get("feed_url")
+    return _RawFeed(
+        title,
+        language,
+        list(_json_entries(raw_items)),
+        warning,
+        hub_url=hub if isinstance(hub, str) else None,
+        self_url=self_url if isinstance(self_url, str) else None,
+    )
 
 
 def _json_entries(raw_items: Iterable[Any]) -> Iterable[_Entry]:

@@ -23,7 +23,9 @@ Resources (created in :meth:`Poller.open`, closed in :meth:`Poller.close`, also 
 ``async with``): one ``aiohttp.ClientSession`` (User-Agent from config, at most
 ``poller.concurrency`` connections), one ``redis.asyncio`` client, one sync
 ``redis.Redis`` for rq (rq 2.x is synchronous; it runs in a thread) and a one-process
-parse pool so feedparser never stalls the event loop.
+parse pool so feedparser never stalls the event loop. With ``poller.websub.callback_url``
+set, also the WebSub callback server and its request loop (:mod:`monitor.websub_server`),
+stopped first; on start the poller unsubscribes feeds no longer configured.
 
 Invariants: a poll never raises; :meth:`Poller.run` returns soon after ``stop`` is set —
 no new claims, in-flight polls get ``grace`` seconds, then are cancelled and their feeds
@@ -55,6 +57,8 @@ from monitor.host_limits import HostLimiter
 from monitor.keys import Keys
 from monitor.parse_pool import ParsePool
 from monitor.shared_schedule import Claim, SharedSchedule, SyncReport
+from monitor.websub import Subscriber
+from monitor.websub_server import CallbackServer
 
 __all__ = ["PollOutcome", "Poller"]
 
@@ -87,6 +91,7 @@ class Poller:
         self._keys = Keys(config.redis.prefix)
         self._base_dir: Path | None = config.source.parent if config.source else None
         self._ctx: PollContext | None = None
+        self._callbacks: CallbackServer | None = None
         self._feeds: dict[str, tuple[str, FeedConfig]] = {}  # id → (its JSON, parsed)
         self._in_flight: dict[asyncio.Task[None], Claim] = {}
         self._wake = asyncio.Event()
@@ -122,14 +127,20 @@ class Poller:
             return
         settings = self.config.poller
         client = aioredis.Redis.from_url(self.redis_url, decode_responses=True)
+        session = aiohttp.ClientSession(
+            headers={"User-Agent": settings.user_agent},
+            connector=aiohttp.TCPConnector(limit=settings.concurrency),
+        )
+        subscriber = None
+        if settings.websub.callback_url:
+            subscriber = Subscriber(
+                client, self._keys, session, settings.websub, timeout=settings.total_timeout
+            )
         self._ctx = PollContext(
             config=self.config,
             keys=self._keys,
             name=self.name,
-            session=aiohttp.ClientSession(
-                headers={"User-Agent": settings.user_agent},
-                connector=aiohttp.TCPConnector(limit=settings.concurrency),
-            ),
+            session=session,
             client=client,
             rq_client=redis.Redis.from_url(self.redis_url),  # rq needs raw bytes
             parser=ParsePool(),
@@ -138,10 +149,23 @@ class Poller:
             limits=FetchLimits.from_settings(settings),
             base_dir=self._base_dir,
             rand=self._rand,
+            websub=subscriber,
         )
+        if subscriber is not None:
+            # WebSub: hubs verify and push here; its request loop runs with it.
+            callbacks = CallbackServer(self._ctx, subscriber)
+            try:
+                await callbacks.start()
+            except BaseException:
+                await self.close()
+                raise
+            self._callbacks = callbacks
 
     async def close(self) -> None:
         """Release everything :meth:`open` created, in reverse order."""
+        callbacks, self._callbacks = self._callbacks, None
+        if callbacks is not None:
+            await callbacks.stop()
         ctx, self._ctx = self._ctx, None
         if ctx is None:
             return
@@ -163,6 +187,7 @@ class Poller:
         heartbeat = asyncio.create_task(self._heartbeat(stop, schedule), name="heartbeat")
         try:
             report = await self._sync(schedule, stop)
+            await self._drop_websub()
             log.info(
                 "poller_started",
                 poller=self.name,
@@ -196,6 +221,16 @@ class Poller:
                 log.warning("schedule_sync_failed", poller=self.name, reason=str(exc))
                 await _wait_any(stop, None, MAX_SLEEP)
         return None
+
+    async def _drop_websub(self) -> None:
+        """Unsubscribe from the hubs of feeds no longer configured (or disabled)."""
+        subscriber = self._context.websub
+        if subscriber is None:
+            return
+        try:
+            await subscriber.drop_unconfigured([f.url for f in self.config.feeds if f.enabled])
+        except redis.RedisError as exc:
+            log.warning("websub_drop_failed", poller=self.name, reason=str(exc))
 
     async def _loop(self, schedule: SharedSchedule, stop: asyncio.Event) -> None:
         concurrency = self.config.poller.concurrency

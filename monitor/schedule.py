@@ -97,12 +97,22 @@ def initial_cadence(start: float, bounds: Bounds) -> Cadence:
     return Cadence(interval, 1.0, interval)
 
 
+# More new items than any feed could hold in its fading window: a damaged history.
+MAX_EVENTS = 1e9
+
+
 def learn(cadence: Cadence, *, new_items: int, elapsed: float | None, bounds: Bounds) -> Cadence:
     """The cadence after a successful poll that found ``new_items`` in ``elapsed`` seconds
     since the previous success (``None``: no previous success, nothing to learn)."""
     current = bounds.clamp(cadence.interval) if math.isfinite(cadence.interval) else bounds.high
     events, exposure = cadence.events, cadence.exposure
-    if not (math.isfinite(events) and events >= 0 and math.isfinite(exposure) and exposure >= 0):
+    if not (
+        math.isfinite(events)
+        and 0 <= events <= MAX_EVENTS
+        and math.isfinite(exposure)
+        and exposure >= 0
+        and math.isfinite(events / exposure if exposure > 0 else 0.0)
+    ):
         events, exposure = 1.0, current  # a damaged history: start from the prior again
     if elapsed is None or not elapsed > 0 or not math.isfinite(elapsed):
         return Cadence(current, events, exposure)

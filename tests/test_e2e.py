@@ -22,7 +22,7 @@ import psutil
 import pytest
 import redis
 from feedserver import FeedServer
-from receivers import SmtpSink, WebhookReceiver
+from receivers import Reply, SmtpSink, WebhookReceiver
 
 from monitor.redis_server import RedisServer
 
@@ -204,9 +204,10 @@ def test_a_second_signal_stops_everything_at_once(
     config = tmp_path / "wirewatch.yaml"
     write_config(config, feeds.set("/world.xml", SEED), webhook, smtp)
     log = tmp_path / "service.log"
+    webhook.respond_with(Reply(delay=30))  # a delivery in flight: a warm stop would wait
     service = Service(config, webhook.secret, log)
     try:
-        wait_until(lambda: "worker_started" in log.read_text(), 60, "the worker")
+        webhook.wait_for(1, timeout=60)
         started = {e["event"]: e for e in events(log)}
         pids = [started["redis_embedded"]["pid"], *started["service_started"]["worker_pids"]]
         family = [psutil.Process(pid) for pid in pids]

@@ -16,6 +16,7 @@ minute. The same pass restarts rq's scheduler process if it died (e.g. Redis res
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import redis
@@ -55,7 +56,10 @@ def run_worker(config: Config, redis_url: str, *, burst: bool = False) -> bool:
     """
     res = resources.load(config)
     pause = 1.0
+    previous: WirewatchWorker | None = None
     while True:
+        if previous is not None:
+            _release_scheduler(previous)
         connection = redis.Redis.from_url(redis_url)
         worker: WirewatchWorker | None = None
         worked = False
@@ -84,6 +88,17 @@ def run_worker(config: Config, redis_url: str, *, burst: bool = False) -> bool:
         )
         time.sleep(pause)
         pause = min(pause * 2, MAX_RESTART_PAUSE_S)
+        previous = worker
+
+
+def _release_scheduler(worker: WirewatchWorker) -> None:
+    """Give up the scheduler locks a dead loop held (they outlive a Redis restart with
+    AOF for a minute), so the new loop's scheduler takes over at once: delivery retries
+    and digests are scheduled jobs."""
+    scheduler = getattr(worker, "scheduler", None)
+    if scheduler is not None:
+        with contextlib.suppress(redis.RedisError):
+            scheduler.release_locks()
 
 
 def _asked_to_stop(worker: WirewatchWorker) -> bool:
