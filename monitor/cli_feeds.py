@@ -81,9 +81,22 @@ def register(cli: click.Group, load: Callable[[], Config]) -> None:
     )
     def export(output: Path | None) -> None:
         """Write the configured feeds as OPML 2.0."""
-        document = write_opml(load().feeds)
+        config = load()
+        base = config.source.parent if config.source else Path.cwd()
+        # Other readers cannot resolve our relative file: URLs: write them absolute.
+        feeds = [
+            feed.model_copy(update={"url": _absolute_file_url(feed.url, base)})
+            for feed in config.feeds
+        ]
+        document = write_opml(feeds)
         if output is None:
             sys.stdout.buffer.write(document)
         else:
             output.write_bytes(document)
             click.echo(f"wrote {output}")
+
+
+def _absolute_file_url(url: str, base: Path) -> str:
+    if not url.startswith("file:") or url.startswith("file:/"):
+        return url
+    return (base / url.removeprefix("file:")).resolve().as_uri()

@@ -33,15 +33,30 @@ class ParsePool:
 
     async def parse(self, call: Callable[[], ParsedFeed]) -> ParsedFeed:
         loop = asyncio.get_running_loop()
+        executor = self._executor
         try:
-            return await loop.run_in_executor(self._executor, call)
+            return await loop.run_in_executor(executor, call)
         except BrokenProcessPool as exc:
             # The parse process died (out of memory on a hostile feed, a signal): start a
             # fresh one so the other feeds keep being parsed.
-            broken, self._executor = self._executor, _new_executor()
-            if broken is not None:
-                broken.shutdown(wait=False, cancel_futures=True)
+            self._replace(executor, kill=False)
             raise FeedParseError("the parse process died while parsing this feed") from exc
+        except asyncio.CancelledError:
+            # The poll was cut off at its deadline (or the poller stops) while the child
+            # may be stuck in a pathological parse: every later feed would queue behind
+            # it. Kill it and start afresh.
+            self._replace(executor, kill=True)
+            raise
+
+    def _replace(self, broken: ProcessPoolExecutor | None, *, kill: bool) -> None:
+        if broken is None or self._executor is not broken:
+            return  # closed, or another poll replaced it already
+        self._executor = _new_executor()
+        if kill:
+            # ProcessPoolExecutor has no public way to stop a running task.
+            for process in list(getattr(broken, "_processes", {}).values()):
+                process.kill()
+        broken.shutdown(wait=False, cancel_futures=True)
 
     async def close(self) -> None:
         executor, self._executor = self._executor, None

@@ -68,7 +68,7 @@ log = structlog.get_logger()
 HEARTBEAT_EVERY = 2.0
 HEARTBEAT_TTL = 10
 MAX_SLEEP = 1.0  # the longest the loop sleeps between claims
-RESYNC_EVERY = 10.0  # an empty schedule is synced again at most this often
+RESYNC_EVERY = 30.0  # the configured feeds are synced into the schedule this often
 
 
 class Poller:
@@ -95,6 +95,8 @@ class Poller:
         self._feeds: dict[str, tuple[str, FeedConfig]] = {}  # id → (its JSON, parsed)
         self._in_flight: dict[asyncio.Task[None], Claim] = {}
         self._wake = asyncio.Event()
+        # Orders configs across pollers (see SharedSchedule.sync): the file's mtime.
+        self._generation = _config_generation(config)
 
     @property
     def lease(self) -> float:
@@ -126,7 +128,15 @@ class Poller:
         if self._ctx is not None:
             return
         settings = self.config.poller
-        client = aioredis.Redis.from_url(self.redis_url, decode_responses=True)
+        # A blocking pool sized to the polls in flight: redis-py's default pool raises
+        # "Too many connections" past 100 instead of waiting for one to free up.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.redis_url,
+            decode_responses=True,
+            max_connections=self.config.poller.concurrency + 16,
+            timeout=30,
+        )
+        client = aioredis.Redis.from_pool(pool)  # owns the pool: aclose() closes it
         session = aiohttp.ClientSession(
             headers={"User-Agent": settings.user_agent},
             connector=aiohttp.TCPConnector(limit=settings.concurrency),
@@ -216,7 +226,9 @@ class Poller:
         """Sync the configured feeds; while Redis is unreachable, retry every second."""
         while not stop.is_set():
             try:
-                return await schedule.sync(self.config, lease=self.lease)
+                return await schedule.sync(
+                    self.config, lease=self.lease, generation=self._generation
+                )
             except redis.RedisError as exc:
                 log.warning("schedule_sync_failed", poller=self.name, reason=str(exc))
                 await _wait_any(stop, None, MAX_SLEEP)
@@ -254,11 +266,11 @@ class Poller:
                         continue  # more may be due: claim again when a slot frees
                     if batch.next_due is not None:
                         timeout = min(MAX_SLEEP, max(0.001, batch.next_due - batch.now))
-                    elif time.monotonic() - synced > RESYNC_EVERY:
-                        # An empty schedule (Redis flushed or restarted without its
-                        # data): put the configured feeds back.
-                        synced = time.monotonic()
-                        await self._sync(schedule, stop)
+            if time.monotonic() - synced > RESYNC_EVERY:
+                # Now and then (and at once after Redis lost its data): the configured
+                # feeds back into the schedule, newer configs' changes respected.
+                synced = time.monotonic()
+                await self._sync(schedule, stop)
             await _wait_any(stop, self._wake, timeout)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
@@ -334,6 +346,13 @@ class Poller:
         if self._ctx is None:
             raise RuntimeError("Poller is not open: use 'async with Poller(...)' or open()")
         return self._ctx
+
+
+def _config_generation(config: Config) -> float:
+    try:
+        return config.source.stat().st_mtime if config.source else 0.0
+    except OSError:
+        return 0.0
 
 
 async def _wait_any(stop: asyncio.Event, wake: asyncio.Event | None, seconds: float) -> None:

@@ -138,10 +138,19 @@ class SharedSchedule:
         self._complete = client.register_script(_COMPLETE)
         self._orphans = client.register_script(_ORPHANS)
 
-    async def sync(self, config: Config, *, lease: float) -> SyncReport:
-        """Make the schedule hold exactly the enabled feeds of ``config``."""
+    async def sync(self, config: Config, *, lease: float, generation: float = 0.0) -> SyncReport:
+        """Bring the schedule to the enabled feeds of ``config``.
+
+        ``generation`` orders configs (the file's modification time): pollers may run
+        different versions of the config for a while (a rolling deploy). The newest one
+        seen decides — it adds, changes and removes feeds; an older one only adds the
+        feeds it knows, so it can never take a newer poller's feeds away.
+        """
         feeds = {feed_id(feed.url): feed for feed in config.feeds if feed.enabled}
         key = self._keys.schedule()
+        generation_key = f"{key}:generation"
+        stored = await self._client.get(generation_key)
+        newest = stored is None or generation >= float(stored)
         scheduled = {str(fid) for fid in await self._client.zrange(key, 0, -1)}
         ids = list(feeds)
         async with self._client.pipeline(transaction=False) as pipe:
@@ -156,6 +165,8 @@ class SharedSchedule:
                 feed = feeds[fid]
                 start = config.feed_interval(feed)
                 old_start, next_poll = replies[2 * index], replies[2 * index + 1]
+                if not newest and fid in scheduled:
+                    continue  # a newer config owns this feed's settings
                 pipe.hset(
                     self._keys.feed_conf(fid),
                     mapping={"config": feed.model_dump_json(), "start": repr(start)},
@@ -167,7 +178,9 @@ class SharedSchedule:
                     changed += 1
                     # LT only brings the due time forward; never below a lease's end.
                     pipe.zadd(key, {fid: now + max(start, lease)}, lt=True)
-            gone = sorted(scheduled - set(ids))
+            gone = sorted(scheduled - set(ids)) if newest else []
+            if newest:
+                pipe.set(generation_key, repr(generation))
             if gone:
                 pipe.zrem(key, *gone)
                 pipe.hdel(self._keys.leases(), *gone)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 
 import redis
+from rq import Queue
+from rq.serializers import JSONSerializer
 
 from monitor.keys import Keys
 from workers import digest
@@ -136,3 +138,27 @@ def test_take_with_a_limit_keeps_the_rest_pending(redis_client: redis.Redis, pre
     assert digest.take(redis_client, keys, "c", limit=3) == first  # in flight: unchanged
     assert digest.done(redis_client, keys, "c", first.alert_ids) is True
     assert digest.take(redis_client, keys, "c", limit=2).alert_ids == ("a2", "a3")
+
+
+def test_a_buffer_whose_flush_was_never_scheduled_is_swept(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    """A worker died between buffering an alert and enqueueing its flush job."""
+    from monitor.config_loader import parse_config
+    from workers.digest_flush import sweep
+    from workers.resources import Resources
+
+    keys = Keys(prefix)
+    config = parse_config(
+        f'redis: {{prefix: "{prefix}"}}\nchannels: {{desk: {{type: log, digest: 1h}}}}\n',
+        "sweep.yaml",
+        {},
+    )
+    res = Resources(config, keys, None, None)  # type: ignore[arg-type]  # sweep needs neither
+    assert digest.add(redis_client, keys, "desk", "a1", time.time() + 3600)
+    redis_client.delete(f"{keys.digest('desk')}:flush")  # the flag expired, no job ran
+    assert sweep(redis_client, res) == 1
+    assert digest.scheduled(redis_client, keys, "desk") is not None
+    assert sweep(redis_client, res) == 0  # scheduled now: nothing more to do
+    queue = Queue(keys.alerts_queue, connection=redis_client, serializer=JSONSerializer)
+    assert [job.func_name for job in queue.get_jobs()] == ["workers.jobs.flush_digest"]

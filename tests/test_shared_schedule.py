@@ -139,6 +139,26 @@ def test_sync_adds_removes_and_applies_a_changed_interval(redis_url: str, prefix
     with_schedule(redis_url, prefix, body)
 
 
+def test_an_older_config_never_removes_a_newer_configs_feeds(redis_url: str, prefix: str) -> None:
+    a, b, c = feeds_of(3)
+    old = make_config(prefix, a, b)
+    new = make_config(prefix, b.model_copy(update={"interval": 10}), c)
+
+    async def body(schedule: SharedSchedule) -> None:
+        await schedule.sync(new, lease=5, generation=200.0)  # a poller on the new config
+        # A poller still on the old config (a rolling deploy) starts or re-syncs:
+        report = await schedule.sync(old, lease=5, generation=100.0)
+        assert (report.added, report.removed) == (1, 0)  # it may add what it knows …
+        assert await schedule.due_at(c.url) is not None  # … but c stays
+        conf = await schedule._client.hget(Keys(prefix).feed_conf(feed_id(b.url)), "start")
+        assert float(conf) == 10  # and the newer settings of b stand
+        # The newest config decides again, removals included.
+        report = await schedule.sync(new, lease=5, generation=200.0)
+        assert report.removed == 1 and await schedule.due_at(a.url) is None
+
+    with_schedule(redis_url, prefix, body)
+
+
 def test_two_pollers_never_fetch_one_feed_at_once_and_share_the_work(
     redis_url: str, prefix: str
 ) -> None:

@@ -15,7 +15,9 @@ without its ``queued`` flag and routes it then; every routing step is idempotent
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
+from typing import Any
 
 import redis
 import structlog
@@ -123,13 +125,13 @@ def schedule_flush(
 ) -> None:
     """Run ``flush_digest(channel, attempt)`` at ``at`` (rq's scheduler runs in workers)."""
     queue = Queue(keys.alerts_queue, connection=connection, serializer=JSONSerializer)
-    queue.enqueue_at(
-        at,
-        FLUSH_JOB,
-        channel,
-        attempt,
-        job_timeout=120,
-        result_ttl=86400,
-        failure_ttl=30 * 86400,
-        description=f"send the digest of channel {channel} (attempt {attempt})",
-    )
+    options: dict[str, Any] = {
+        "job_timeout": 120,
+        "result_ttl": 86400,
+        "failure_ttl": 30 * 86400,
+        "description": f"send the digest of channel {channel} (attempt {attempt})",
+    }
+    if at.timestamp() - time.time() < 1:  # due now: no need to wait for the scheduler
+        queue.enqueue(FLUSH_JOB, channel, attempt, **options)
+    else:
+        queue.enqueue_at(at, FLUSH_JOB, channel, attempt, **options)

@@ -90,3 +90,18 @@ def _enqueue_flush(
 def _load(connection: redis.Redis, res: Resources, alert_id: str) -> Alert | None:
     raw = connection.get(res.keys.alert(alert_id))
     return Alert.from_json(json.loads(raw)) if raw is not None else None
+
+
+def sweep(connection: redis.Redis, res: Resources) -> int:
+    """Schedule a flush for every channel whose held alerts have none (a worker died
+    between buffering an alert and scheduling its flush). Run by every worker's
+    maintenance pass; returns how many flushes it scheduled."""
+    scheduled = 0
+    for name in res.config.channels:
+        if digests.scheduled(connection, res.keys, name) is None and digests.schedule(
+            connection, res.keys, name, time.time()
+        ):
+            _enqueue_flush(connection, res, name, 1, 0)
+            log.warning("digest_flush_recovered", channel=name)
+            scheduled += 1
+    return scheduled

@@ -27,6 +27,7 @@ from rq.serializers import JSONSerializer
 
 from monitor.config import Config
 from workers import resources
+from workers.digest_flush import sweep
 
 log = structlog.get_logger()
 
@@ -45,6 +46,12 @@ class WirewatchWorker(Worker):
 
     def get_heartbeat_ttl(self, job: Job) -> int:
         return JOB_MONITORING_INTERVAL_S + HEARTBEAT_MARGIN_S
+
+    def run_maintenance_tasks(self) -> None:
+        super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
+        # Our own recovery: digests whose flush was never scheduled (see digest_flush).
+        with contextlib.suppress(redis.RedisError):
+            sweep(self.connection, resources.current())
 
 
 def run_worker(config: Config, redis_url: str, *, burst: bool = False) -> bool:
