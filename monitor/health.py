@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 import redis
 import structlog
-from rq import Queue, Retry
+from rq import Callback, Queue, Retry
 from rq.serializers import JSONSerializer
 
 from monitor.config import Config, FeedConfig
@@ -112,7 +112,8 @@ def enqueue_notice(
     job = queue.enqueue_call(
         NOTICE_FUNCTION,
         args=(dict(payload) | {"channel": channel},),
-        retry=Retry(max=3, interval=[5, 30, 120]),
+        retry=Retry(max=3, interval=[0, 30, 120]),
+        on_failure=Callback("workers.jobs.notice_job_failed"),  # a dead letter, not a drop
         failure_ttl=7 * 24 * 3600,
         description=f"feed_notice {payload['feed']!r}: {payload['state']}",
     )

@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 import structlog
-from rq import Queue
+from rq import Queue, Retry
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -126,6 +126,7 @@ def schedule_flush(
     """Run ``flush_digest(channel, attempt)`` at ``at`` (rq's scheduler runs in workers)."""
     queue = Queue(keys.alerts_queue, connection=connection, serializer=JSONSerializer)
     options: dict[str, Any] = {
+        "retry": Retry(max=2),  # a crashed flush runs again; its batch waits in Redis
         "job_timeout": 120,
         "result_ttl": 86400,
         "failure_ttl": 30 * 86400,

@@ -38,6 +38,10 @@ def flush(connection: redis.Redis, res: Resources, channel_name: str, attempt: i
         return "empty"
     alerts = [_load(connection, res, alert_id) for alert_id in batch.alert_ids]
     present = [alert for alert in alerts if alert is not None]
+    muted = [a for a in present if connection.exists(keys.muted(a.story))]
+    for alert in muted:  # muted after it was held: not sent, and the history says so
+        history(connection, res, "skip", alert.id, channel=channel_name, reason="muted story")
+    present = [alert for alert in present if alert not in muted]
     target = Target(
         batch.digest_id,
         "digest",
@@ -45,10 +49,14 @@ def flush(connection: redis.Redis, res: Resources, channel_name: str, attempt: i
         title=f"digest of {len(batch.alert_ids)} alerts",
         alert_ids=tuple(batch.alert_ids),
     )
-    if channel is None or not present:
-        bury(connection, res, target, "channel removed" if channel is None else "alerts expired")
+    if channel is None:
+        bury(connection, res, target, "channel removed from the config")
         _done(connection, res, channel_name, batch.alert_ids)
         return "dead"
+    if not present:  # all muted, or their records expired: nothing to send
+        log.info("digest_nothing_to_send", held=len(batch.alert_ids), muted=len(muted))
+        _done(connection, res, channel_name, batch.alert_ids)
+        return "nothing to send"
     try:
         deliver_digest(present, batch.digest_id, channel_name, channel)
     except DeliveryError as exc:

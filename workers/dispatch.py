@@ -89,6 +89,7 @@ def enqueue_delivery(
 
 
 NOTICE_JOB = "workers.jobs.feed_notice"
+NOTICE_ON_FAILURE = "workers.jobs.notice_job_failed"
 
 
 def enqueue_notice(
@@ -100,7 +101,11 @@ def enqueue_notice(
 ) -> None:
     """(Re-)enqueue a feed notice; the poller enqueues the first attempt itself."""
     queue = Queue(keys.alerts_queue, connection=connection, serializer=JSONSerializer)
-    options: dict[str, Any] = {"retry": CRASH_RETRY, "job_timeout": JOB_TIMEOUT_S}
+    options: dict[str, Any] = {
+        "retry": CRASH_RETRY,
+        "job_timeout": JOB_TIMEOUT_S,
+        "on_failure": Callback(NOTICE_ON_FAILURE),
+    }
     if delay_s >= 1:
         queue.enqueue_in(timedelta(seconds=delay_s), NOTICE_JOB, payload, attempt, **options)
     else:
@@ -121,6 +126,17 @@ return 1
 def _take_lock(connection: redis.Redis, lock: str, owner: str) -> bool:
     script = connection.register_script(_TAKE_LOCK)
     return bool(script(keys=[lock], args=[owner, JOB_TIMEOUT_S + 30]))
+
+
+_RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def _release_lock(connection: redis.Redis, lock: str, owner: str) -> None:
+    """Delete the lock only if it is still ours."""
+    connection.register_script(_RELEASE_LOCK)(keys=[lock], args=[owner])
 
 
 def _job_id() -> str:
@@ -183,11 +199,15 @@ def deliver_alert(
             )
 
         target = _alert_target(alert, channel_name)
+        _release_lock(connection, lock, owner)
         return after_failure(connection, res, target, attempt, exc, retry)
-    finally:
-        connection.delete(lock)
+    except BaseException:
+        _release_lock(connection, lock, owner)
+        raise
+    # Marked delivered before the lock goes: no window in which a re-check sends again.
     ttl = int(res.config.workers.alert_days * 86400)
     connection.set(keys.delivered(alert_id, channel_name), str(time.time()), ex=ttl)
+    _release_lock(connection, lock, owner)
     history(connection, res, "delivered", alert_id, channel=channel_name, attempt=attempt)
     log.info("alert_delivered", rule=alert.rule_id, title=alert.item.title, attempt=attempt)
     return "delivered"

@@ -190,6 +190,24 @@ def delivery_job_failed(
     bury(connection, resources.current(), Target(alert, "alert", channel), reason)
 
 
+def notice_job_failed(
+    job: Job,
+    connection: redis.Redis,
+    kind: type[BaseException] | None,
+    value: BaseException | None,
+    traceback: TracebackType | None,
+) -> None:
+    """rq on-failure callback of a notice job that crashed for good: a dead letter."""
+    if job.retries_left:
+        return
+    payload = dict(job.args[0])
+    notice = FeedNotice.from_json(payload)
+    channel = str(payload.get("channel") or resources.current().config.poller.notify_channel)
+    reason = f"notice job failed: {kind.__name__ if kind else 'abandoned'}: {value}"
+    target = Target(notice.id, "notice", channel, title=notice.title, payload=payload)
+    bury(connection, resources.current(), target, reason)
+
+
 def feed_notice(payload: dict[str, Any], attempt: int = 1) -> str:
     """Tell ``poller.notify_channel`` that a feed broke or recovered (once per change)."""
     res = resources.current()
