@@ -46,7 +46,7 @@ class _ChannelBase(_Model):
 
 class WebhookChannel(_ChannelBase):
     type: Literal["webhook"]
-    url: str
+    url: SecretStr = Field(description="the receiver; secret, since Slack/Teams URLs hold tokens")
     secret: SecretStr | list[SecretStr] | None = Field(
         None,
         description="Standard Webhooks key 'whsec_<base64>', or a list during a rotation",
@@ -60,8 +60,8 @@ class WebhookChannel(_ChannelBase):
 
     @field_validator("url")
     @classmethod
-    def _http_url(cls, url: str) -> str:
-        if urlsplit(url).scheme not in ("http", "https"):
+    def _http_url(cls, url: SecretStr) -> SecretStr:
+        if urlsplit(url.get_secret_value()).scheme not in ("http", "https"):
             raise ValueError("a webhook URL must be http:// or https://")
         return url
 

@@ -207,3 +207,10 @@ def test_the_config_can_come_from_the_environment(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert str(path) in done.stdout
+
+
+def test_a_webhook_url_is_a_secret() -> None:
+    """Slack and Teams incoming-webhook URLs carry their token in the path."""
+    text = GOOD.replace("https://hooks.example.org/ww", "https://hooks.slack.test/T0/B0/s3cr3t")
+    config = parse_config(text, "good.yaml", {"WEBHOOK_SECRET": SECRET})
+    assert "s3cr3t" not in repr(config) and "s3cr3t" not in str(config.channels)

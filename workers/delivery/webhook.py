@@ -145,7 +145,7 @@ def _post(
     client: httpx.Client, channel: WebhookChannel, body: bytes, headers: httpx.Headers
 ) -> httpx.Response:
     return client.post(
-        channel.url,
+        channel.url.get_secret_value(),
         content=body,
         headers=headers,
         timeout=channel.timeout,
