@@ -11,6 +11,7 @@ installations with different prefixes never take each other's jobs.
 | --- | --- | --- | --- |
 | ``feed:{feed_id}`` | hash | fetch state, learned interval, health | kept |
 | ``schedule`` | zset | feed id → unix time it is due (or its poll lease ends) | kept |
+| ``schedule:generation`` | string | the newest config's time that synced the schedule | kept |
 | ``leases`` | hash | feed id → "{token} {poller}" while a poller polls it | the poll |
 | ``feedconf:{feed_id}`` | hash | the feed's config (JSON), synced by pollers | configured |
 | ``seen:{feed_id}`` | zset | item keys first seen on a feed → unix time | ``seen_days`` |
