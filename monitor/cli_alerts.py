@@ -20,7 +20,8 @@ from monitor.redis_server import running_url
 from monitor.service import redis_url_for
 
 
-def _connect(config: Config) -> redis.Redis:
+def connect(config: Config) -> redis.Redis:
+    """The service's Redis, for the operator commands (``alerts``, ``stories``, ``status``)."""
     url = redis_url_for(config) or running_url(config.data_dir())
     if not url:
         raise click.ClickException(
@@ -49,7 +50,7 @@ def register(cli: click.Group, load: Callable[[], Config]) -> None:
         from workers.api import list_alerts
 
         config = load()
-        found = list_alerts(_connect(config), Keys(config.redis.prefix), rule=rule, limit=limit)
+        found = list_alerts(connect(config), Keys(config.redis.prefix), rule=rule, limit=limit)
         for alert in found:
             if as_json:
                 click.echo(json.dumps(alert.to_json()))
@@ -67,7 +68,7 @@ def register(cli: click.Group, load: Callable[[], Config]) -> None:
         from workers.api import list_dead
 
         config = load()
-        letters = list_dead(_connect(config), Keys(config.redis.prefix))
+        letters = list_dead(connect(config), Keys(config.redis.prefix))
         for letter in letters:
             if as_json:
                 click.echo(json.dumps(letter.to_json()))
@@ -89,7 +90,7 @@ def register(cli: click.Group, load: Callable[[], Config]) -> None:
         if bool(letter_id) == replay_all:
             raise click.UsageError("give one dead letter ID, or --all")
         config = load()
-        done = replay(_connect(config), config, None if replay_all else letter_id)
+        done = replay(connect(config), config, None if replay_all else letter_id)
         if not done and letter_id:
             raise click.ClickException(f"no dead letter {letter_id!r}")
         for item in done:
@@ -111,7 +112,7 @@ def register(cli: click.Group, load: Callable[[], Config]) -> None:
             seconds = parse_duration(duration)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--for") from exc
-        mute_story(_connect(config), Keys(config.redis.prefix), story_id, seconds)
+        mute_story(connect(config), Keys(config.redis.prefix), story_id, seconds)
         click.echo(f"muted story {story_id} for {duration}")
 
     @stories.command()
@@ -121,7 +122,7 @@ def register(cli: click.Group, load: Callable[[], Config]) -> None:
         from workers.api import unmute_story
 
         config = load()
-        if unmute_story(_connect(config), Keys(config.redis.prefix), story_id):
+        if unmute_story(connect(config), Keys(config.redis.prefix), story_id):
             click.echo(f"unmuted story {story_id}")
         else:
             click.echo(f"story {story_id} was not muted")

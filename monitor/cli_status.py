@@ -20,23 +20,13 @@ from collections.abc import Callable, Sequence
 import click
 import redis
 
+from monitor.cli_alerts import connect
 from monitor.config import Config
 from monitor.health import FeedStatus, read_statuses
 from monitor.keys import Keys
-from monitor.redis_server import running_url
-from monitor.service import redis_url_for
 
 _HEADERS = ("FEED", "STATE", "LAST SUCCESS", "FAILS", "LAST ERROR", "ITEMS/DAY", "NEXT POLL")
 _WIDTHS = (32, 8, 12, 5, 40, 9, 10)
-
-
-def _connect(config: Config) -> redis.Redis:
-    url = redis_url_for(config) or running_url(config.data_dir())
-    if not url:
-        raise click.ClickException(
-            "no Redis to read: set REDIS_URL (or redis.url), or start 'wirewatch run'"
-        )
-    return redis.Redis.from_url(url)
 
 
 def _ago(then: float | None, now: float) -> str:
@@ -92,7 +82,7 @@ def register(cli: click.Group, load: Callable[[], Config]) -> None:
         """Every feed's health: state, last success, failures, last error, next poll."""
         config = load()
         keys = Keys(config.redis.prefix)
-        client = _connect(config)
+        client = connect(config)
         try:
             now = time.time()
             rows = read_statuses(client, keys, config.feeds, now=now)
