@@ -238,17 +238,7 @@ async def _poll(
         poller=ctx.name,
         **({"moved_to": moved} if moved else {}),
     )
-    await health_rules.announce(
-        ctx.config,
-        ctx.keys,
-        ctx.rq_client,
-        feed,
-        state.current_url or feed.url,
-        change,
-        "healthy",
-        None,
-        now,
-    )
+    await _announce(ctx, feed, state, change, "healthy", None, now)
     return outcome
 
 
@@ -361,17 +351,7 @@ async def _failed(
         next_in_s=round(next_in, 1),
         poller=ctx.name,
     )
-    await health_rules.announce(
-        ctx.config,
-        ctx.keys,
-        ctx.rq_client,
-        feed,
-        state.current_url or feed.url,
-        change,
-        health,
-        reason,
-        now,
-    )
+    await _announce(ctx, feed, state, change, health, reason, now)
     return PollOutcome(
         feed_url=feed.url,
         ok=False,
@@ -423,6 +403,22 @@ def _moved_to(source: object, state: FeedState, feed: FeedConfig) -> str | None:
     if isinstance(target, str) and target and target != (state.current_url or feed.url):
         return target
     return None
+
+
+async def _announce(
+    ctx: PollContext,
+    feed: FeedConfig,
+    state: FeedState,
+    change: HealthChange | None,
+    health: str,
+    reason: str | None,
+    now: float,
+) -> None:
+    """One notice when the poll changed the feed's health (see :mod:`monitor.health`)."""
+    url = state.current_url or feed.url
+    await health_rules.announce(
+        ctx.config, ctx.keys, ctx.rq_client, feed, url, change, health, reason, now
+    )
 
 
 def _ms_since(started: float) -> int:

@@ -17,18 +17,16 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 import redis
 import structlog
-from rq import Queue, Retry
+from rq import Retry
 from rq.job import Job
-from rq.serializers import JSONSerializer
 
 from monitor.config import RuleConfig
 from monitor.keys import Keys, digest
 from workers import digest as digests
-from workers.dispatch import enqueue_delivery, history, job_id
+from workers.dispatch import enqueue_delivery, enqueue_on_alerts_queue, history, job_id
 from workers.fatigue import route
 from workers.model import Alert
 from workers.ratelimit import over_rate
@@ -124,15 +122,16 @@ def schedule_flush(
     connection: redis.Redis, keys: Keys, channel: str, at: datetime, attempt: int = 1
 ) -> None:
     """Run ``flush_digest(channel, attempt)`` at ``at`` (rq's scheduler runs in workers)."""
-    queue = Queue(keys.alerts_queue, connection=connection, serializer=JSONSerializer)
-    options: dict[str, Any] = {
-        "retry": Retry(max=2),  # a crashed flush runs again; its batch waits in Redis
-        "job_timeout": 120,
-        "result_ttl": 86400,
-        "failure_ttl": 30 * 86400,
-        "description": f"send the digest of channel {channel} (attempt {attempt})",
-    }
-    if at.timestamp() - time.time() < 1:  # due now: no need to wait for the scheduler
-        queue.enqueue(FLUSH_JOB, channel, attempt, **options)
-    else:
-        queue.enqueue_at(at, FLUSH_JOB, channel, attempt, **options)
+    enqueue_on_alerts_queue(
+        connection,
+        keys,
+        FLUSH_JOB,
+        channel,
+        attempt,
+        delay_s=at.timestamp() - time.time(),
+        retry=Retry(max=2),  # a crashed flush runs again; its batch waits in Redis
+        job_timeout=120,
+        result_ttl=86400,
+        failure_ttl=30 * 86400,
+        description=f"send the digest of channel {channel} (attempt {attempt})",
+    )

@@ -59,6 +59,26 @@ def job_id(keys: Keys, target: str, channel: str, attempt: int, tag: str = "") -
     return f"ww{digest(keys.prefix, 8)}-d-{target}-{channel}-{attempt}{suffix}"
 
 
+def enqueue_on_alerts_queue(
+    connection: redis.Redis,
+    keys: Keys,
+    func: str,
+    *args: Any,
+    delay_s: float = 0.0,
+    **options: Any,
+) -> None:
+    """Enqueue ``func(*args)`` on the alerts queue, now or in ``delay_s`` seconds.
+
+    rq's scheduler works in whole seconds and may itself be restarting after a crash,
+    so anything due within a second is enqueued at once rather than scheduled.
+    """
+    queue = Queue(keys.alerts_queue, connection=connection, serializer=JSONSerializer)
+    if delay_s >= 1:
+        queue.enqueue_in(timedelta(seconds=delay_s), func, *args, **options)
+    else:
+        queue.enqueue(func, *args, **options)
+
+
 def enqueue_delivery(
     connection: redis.Redis,
     keys: Keys,
@@ -69,7 +89,6 @@ def enqueue_delivery(
     delay_s: float = 0.0,
     tag: str = "",
 ) -> str:
-    queue = Queue(keys.alerts_queue, connection=connection, serializer=JSONSerializer)
     options: dict[str, Any] = {
         "job_id": job_id(keys, alert_id, channel, attempt, tag),
         "retry": CRASH_RETRY,
@@ -79,12 +98,9 @@ def enqueue_delivery(
         "failure_ttl": 30 * 86400,
         "description": f"deliver alert {alert_id} to {channel} (attempt {attempt})",
     }
-    if delay_s >= 1:  # rq's scheduler works in whole seconds; sooner is now
-        queue.enqueue_in(
-            timedelta(seconds=delay_s), DELIVER_JOB, alert_id, channel, attempt, **options
-        )
-    else:
-        queue.enqueue(DELIVER_JOB, alert_id, channel, attempt, **options)
+    enqueue_on_alerts_queue(
+        connection, keys, DELIVER_JOB, alert_id, channel, attempt, delay_s=delay_s, **options
+    )
     return str(options["job_id"])
 
 
@@ -100,16 +116,17 @@ def enqueue_notice(
     delay_s: float = 0.0,
 ) -> None:
     """(Re-)enqueue a feed notice; the poller enqueues the first attempt itself."""
-    queue = Queue(keys.alerts_queue, connection=connection, serializer=JSONSerializer)
-    options: dict[str, Any] = {
-        "retry": CRASH_RETRY,
-        "job_timeout": JOB_TIMEOUT_S,
-        "on_failure": Callback(NOTICE_ON_FAILURE),
-    }
-    if delay_s >= 1:
-        queue.enqueue_in(timedelta(seconds=delay_s), NOTICE_JOB, payload, attempt, **options)
-    else:
-        queue.enqueue(NOTICE_JOB, payload, attempt, **options)
+    enqueue_on_alerts_queue(
+        connection,
+        keys,
+        NOTICE_JOB,
+        payload,
+        attempt,
+        delay_s=delay_s,
+        retry=CRASH_RETRY,
+        job_timeout=JOB_TIMEOUT_S,
+        on_failure=Callback(NOTICE_ON_FAILURE),
+    )
 
 
 LOCK_RECHECK_S = 10.0

@@ -18,8 +18,10 @@ Every job is idempotent, because rq runs a job again after a crash or a retry.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -40,6 +42,34 @@ from workers.entities import distinct, item_text
 from workers.model import Alert, Entity
 
 log = structlog.get_logger()
+
+
+FailureCallback = Callable[
+    [Job, redis.Redis, type[BaseException] | None, BaseException | None, TracebackType | None],
+    None,
+]
+
+
+def _on_final_failure(handle: Callable[[Job, redis.Redis, str], None]) -> FailureCallback:
+    """An rq on-failure callback that acts only when rq will not run the job again.
+
+    rq calls on-failure callbacks on every failure (and for jobs of dead workers);
+    ``handle`` gets the job, the connection and a one-line reason.
+    """
+
+    @functools.wraps(handle)
+    def callback(
+        job: Job,
+        connection: redis.Redis,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if job.retries_left:  # rq will run it again
+            return
+        handle(job, connection, f"{kind.__name__ if kind else 'abandoned'}: {value}")
+
+    return callback
 
 
 def _job_id() -> str:
@@ -130,19 +160,12 @@ def _process_item(
             counts["alerts"] += 1
 
 
-def batch_job_failed(
-    job: Job,
-    connection: redis.Redis,
-    kind: type[BaseException] | None,
-    value: BaseException | None,
-    traceback: TracebackType | None,
-) -> None:
-    """rq on-failure callback of a batch: after the last try, give the claims back.
+@_on_final_failure
+def batch_job_failed(job: Job, connection: redis.Redis, reason: str) -> None:
+    """A batch failed for good: give its claims back.
 
     The job itself stays in rq's failed registry (with its traceback) for the operator.
     """
-    if job.retries_left:
-        return
     res = resources.current()
     items = items_from_payload(job.args[0])
     release(connection, res.keys, items)
@@ -150,7 +173,7 @@ def batch_job_failed(
         "batch_failed",
         job_id=job.id,
         items=len(items),
-        reason=f"{kind.__name__ if kind else 'abandoned'}: {value}",
+        reason=reason,
         final=True,
     )
 
@@ -175,35 +198,21 @@ def flush_digest(channel: str, attempt: int = 1) -> str:
         return flush(_connection(), resources.current(), channel, attempt)
 
 
-def delivery_job_failed(
-    job: Job,
-    connection: redis.Redis,
-    kind: type[BaseException] | None,
-    value: BaseException | None,
-    traceback: TracebackType | None,
-) -> None:
-    """rq on-failure callback: bury a delivery whose job itself failed for the last time."""
-    if job.retries_left:  # rq will run it again
-        return
-    reason = f"delivery job failed: {kind.__name__ if kind else 'abandoned'}: {value}"
+@_on_final_failure
+def delivery_job_failed(job: Job, connection: redis.Redis, reason: str) -> None:
+    """A delivery whose job itself failed for the last time: a dead letter."""
+    reason = f"delivery job failed: {reason}"
     alert, channel = str(job.args[0]), str(job.args[1])
     bury(connection, resources.current(), Target(alert, "alert", channel), reason)
 
 
-def notice_job_failed(
-    job: Job,
-    connection: redis.Redis,
-    kind: type[BaseException] | None,
-    value: BaseException | None,
-    traceback: TracebackType | None,
-) -> None:
-    """rq on-failure callback of a notice job that crashed for good: a dead letter."""
-    if job.retries_left:
-        return
+@_on_final_failure
+def notice_job_failed(job: Job, connection: redis.Redis, reason: str) -> None:
+    """A notice job that crashed for good: a dead letter."""
     payload = dict(job.args[0])
     notice = FeedNotice.from_json(payload)
     channel = str(payload.get("channel") or resources.current().config.poller.notify_channel)
-    reason = f"notice job failed: {kind.__name__ if kind else 'abandoned'}: {value}"
+    reason = f"notice job failed: {reason}"
     target = Target(notice.id, "notice", channel, title=notice.title, payload=payload)
     bury(connection, resources.current(), target, reason)
 
