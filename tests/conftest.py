@@ -47,4 +47,5 @@ def prefix() -> str:
 
 # Real local servers shared by several test modules (see their module docstrings).
 from feedserver import feed_server  # noqa: E402, F401
+from procs import procs  # noqa: E402, F401
 from receivers import smtp_sink, webhook_receiver  # noqa: E402, F401

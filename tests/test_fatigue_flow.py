@@ -1,22 +1,17 @@
 """Alert fatigue controls and digests through the real pipeline: a `wirewatch work`
-process (with rq's scheduler, which runs the digest flushes) against the session's
+process (tests/procs.py) (with rq's scheduler, which runs the digest flushes) against the session's
 Redis, a real webhook receiver and a real SMTP server. The CLI reads the history.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 import redis
+from procs import Procs
 from receivers import SmtpSink, WebhookReceiver
 from rq import Queue
 from rq.serializers import JSONSerializer
@@ -39,49 +34,9 @@ def story(n: int) -> Item:
     )
 
 
-@pytest.fixture
-def webhook() -> Iterator[WebhookReceiver]:
-    with WebhookReceiver() as receiver:
-        yield receiver
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
-    with SmtpSink() as sink:
-        yield sink
-
-
-class Worker:
-    def __init__(self, config: Path, redis_url: str, log: Path) -> None:
-        self._out = log.open("wb")
-        env = {**os.environ, "REDIS_URL": redis_url}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "monitor", "--config", str(config), "work"],
-            env=env,
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-        )
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._out.close()
-
-
-def run_cli(config: Path, redis_url: str, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "monitor", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        env={**os.environ, "REDIS_URL": redis_url},
-    )
-    return done.stdout
+def ops(receiver: WebhookReceiver) -> str:
+    """The config line of a signed webhook channel ``ops`` pointing at ``receiver``."""
+    return f'  ops: {{type: webhook, url: "{receiver.url}", secret: "{receiver.secret}"}}'
 
 
 def setup(tmp_path: Path, prefix: str, channels: str, rule_extra: str, routes: str) -> Path:
@@ -110,31 +65,27 @@ def test_a_digest_channel_sends_one_message_per_window(
     redis_url: str,
     redis_client: redis.Redis,
     prefix: str,
-    webhook: WebhookReceiver,
-    smtp: SmtpSink,
+    procs: Procs,
+    webhook_receiver: WebhookReceiver,
+    smtp_sink: SmtpSink,
 ) -> None:
     channels = f"""  desk: {{type: email, to: ["desk@example.org"], from: "ww@example.org",
-          smtp: {{host: 127.0.0.1, port: {smtp.port}}}, digest: 2s}}
-  ops: {{type: webhook, url: "{webhook.url}", secret: "{webhook.secret}"}}"""
-    config = setup(tmp_path, prefix, channels, "", "desk, ops")
-    worker = Worker(config, redis_url, tmp_path / "worker.log")
-    try:
-        enqueue(redis_client, prefix, [story(1), story(2), story(3)])
-        hooks = webhook.wait_for(3, timeout=30)  # the webhook has no digest: one each
-        [mail] = smtp.wait_for(1, timeout=30)  # the e-mail: one digest of three
-        time.sleep(3)
-        assert len(smtp.messages) == 1
-    finally:
-        worker.stop()
+          smtp: {{host: 127.0.0.1, port: {smtp_sink.port}}}, digest: 2s}}
+{ops(webhook_receiver)}"""
+    setup(tmp_path, prefix, channels, "", "desk, ops")
+    procs.env["REDIS_URL"] = redis_url
+    procs.start("work")
+    enqueue(redis_client, prefix, [story(1), story(2), story(3)])
+    hooks = webhook_receiver.wait_for(3, timeout=30)  # the webhook has no digest: one each
+    [mail] = smtp_sink.wait_for(1, timeout=30)  # the e-mail: one digest of three
+    time.sleep(3)
+    assert len(smtp_sink.messages) == 1
     assert len({hook.id for hook in hooks}) == 3
     assert mail.message["Subject"].startswith("[wirewatch] digest: 3 alerts")
     body = mail.message.get_body(("plain",)).get_content()
     for n in (1, 2, 3):
         assert f"accord number {n}" in body
-    listed = [
-        json.loads(line)
-        for line in run_cli(config, redis_url, "alerts", "list", "--json").splitlines()
-    ]
+    listed = [json.loads(line) for line in procs.cli("alerts", "list", "--json").splitlines()]
     assert len(listed) == 3
     assert all(alert["channels"] == {"desk": "delivered", "ops": "delivered"} for alert in listed)
 
@@ -144,25 +95,21 @@ def test_rate_limit_overflow_rolls_into_a_digest_and_severity_routes(
     redis_url: str,
     redis_client: redis.Redis,
     prefix: str,
-    webhook: WebhookReceiver,
+    procs: Procs,
+    webhook_receiver: WebhookReceiver,
 ) -> None:
-    channels = f"""  ops: {{type: webhook, url: "{webhook.url}", secret: "{webhook.secret}"}}
+    channels = f"""{ops(webhook_receiver)}
   pager: {{type: log, min_severity: critical}}"""
-    config = setup(tmp_path, prefix, channels, ", max: 1/3s, severity: warning", "ops, pager")
-    worker = Worker(config, redis_url, tmp_path / "worker.log")
-    try:
-        enqueue(redis_client, prefix, [story(1), story(2), story(3)])
-        first, digest = webhook.wait_for(2, timeout=30)
-        time.sleep(1)
-        assert len(webhook.received) == 2
-    finally:
-        worker.stop()
+    setup(tmp_path, prefix, channels, ", max: 1/3s, severity: warning", "ops, pager")
+    procs.env["REDIS_URL"] = redis_url
+    procs.start("work")
+    enqueue(redis_client, prefix, [story(1), story(2), story(3)])
+    first, digest = webhook_receiver.wait_for(2, timeout=30)
+    time.sleep(1)
+    assert len(webhook_receiver.received) == 2
     assert first.json["rule"]["id"] == "pact"  # the one alert within the rate
     assert digest.json["type"] == "digest" and digest.json["count"] == 2
-    listed = [
-        json.loads(line)
-        for line in run_cli(config, redis_url, "alerts", "list", "--json").splitlines()
-    ]
+    listed = [json.loads(line) for line in procs.cli("alerts", "list", "--json").splitlines()]
     assert {alert["channels"]["pager"] for alert in listed} == {"skipped"}  # warning < critical
     assert sorted(alert["channels"]["ops"] for alert in listed) == ["delivered"] * 3
 
@@ -172,24 +119,23 @@ def test_quiet_hours_hold_alerts_until_they_end_and_muted_stories_are_skipped(
     redis_url: str,
     redis_client: redis.Redis,
     prefix: str,
-    webhook: WebhookReceiver,
+    procs: Procs,
+    webhook_receiver: WebhookReceiver,
 ) -> None:
     now = datetime.now(UTC)
     start, end = (now - timedelta(minutes=5)).time(), (now + timedelta(seconds=4)).time()
     quiet = f', quiet_hours: {{start: "{start:%H:%M:%S}", end: "{end:%H:%M:%S}", tz: UTC}}'
-    channels = f"""  ops: {{type: webhook, url: "{webhook.url}", secret: "{webhook.secret}"}}"""
-    config = setup(tmp_path, prefix, channels, quiet, "ops")
-    run_cli(config, redis_url, "stories", "mute", "story-2", "--for", "1h")
-    worker = Worker(config, redis_url, tmp_path / "worker.log")
-    try:
-        enqueue(redis_client, prefix, [story(1), story(2)])
-        time.sleep(2)
-        assert webhook.received == []  # quiet
-        [digest] = webhook.wait_for(1, timeout=30)
-        arrived = datetime.now(UTC)
-    finally:
-        worker.stop()
+    channels = f"""{ops(webhook_receiver)}"""
+    setup(tmp_path, prefix, channels, quiet, "ops")
+    procs.env["REDIS_URL"] = redis_url
+    procs.cli("stories", "mute", "story-2", "--for", "1h")
+    procs.start("work")
+    enqueue(redis_client, prefix, [story(1), story(2)])
+    time.sleep(2)
+    assert webhook_receiver.received == []  # quiet
+    [digest] = webhook_receiver.wait_for(1, timeout=30)
+    arrived = datetime.now(UTC)
     assert arrived >= now + timedelta(seconds=3)
     assert digest.json["type"] == "digest" and digest.json["count"] == 1  # story-2 is muted
     assert digest.json["alerts"][0]["item"]["key"] == "story-1"
-    assert "unmuted story story-2" in run_cli(config, redis_url, "stories", "unmute", "story-2")
+    assert "unmuted story story-2" in procs.cli("stories", "unmute", "story-2")

@@ -25,14 +25,12 @@ from typing import Any
 import pytest
 import redis
 from feedserver import FeedServer, rss
-from procs import Proc, Procs, ReceiverOnPort, kill_tree, procs, wait_until
+from procs import Proc, Procs, ReceiverOnPort, kill_tree, wait_until
 from receivers import Reply, SmtpSink, WebhookReceiver, free_port
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from monitor.redis_server import RedisServer
-
-__all__ = ["procs"]  # the fixture, imported for the tests below
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 

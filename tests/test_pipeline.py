@@ -62,18 +62,6 @@ rules:
     return parse_config(text, "test.yaml", {})
 
 
-@pytest.fixture
-def webhook() -> Iterator[WebhookReceiver]:
-    with WebhookReceiver() as receiver:
-        yield receiver
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
-    with SmtpSink() as sink:
-        yield sink
-
-
 def enqueue(connection: redis.Redis, config: Config, items: list[Item]) -> None:
     queue = Queue(
         Keys(config.redis.prefix).items_queue, connection=connection, serializer=JSONSerializer
@@ -85,15 +73,15 @@ def test_seed_batch_gives_one_webhook_and_one_email(
     redis_url: str,
     redis_client: redis.Redis,
     prefix: str,
-    webhook: WebhookReceiver,
-    smtp: SmtpSink,
+    webhook_receiver: WebhookReceiver,
+    smtp_sink: SmtpSink,
 ) -> None:
-    config = make_config(prefix, webhook, smtp, FAST)
+    config = make_config(prefix, webhook_receiver, smtp_sink, FAST)
     items = seed_items()
     enqueue(redis_client, config, items)
     run_worker(config, redis_url, burst=True)
 
-    [hook] = webhook.wait_for(1)
+    [hook] = webhook_receiver.wait_for(1)
     assert hook.verified
     body = hook.json
     assert body["rule"]["id"] == "china-military-aid"
@@ -106,7 +94,7 @@ def test_seed_batch_gives_one_webhook_and_one_email(
         field_text = body["item"][term["field"]]
         assert field_text[term["start"] : term["end"]] == term["text"]
 
-    [mail] = smtp.wait_for(1)
+    [mail] = smtp_sink.wait_for(1)
     assert mail.message["Subject"] == ("[wirewatch] china-military-aid: " + body["item"]["title"])
     assert hook.id is not None and hook.id in mail.message["Message-ID"]
 
@@ -114,36 +102,36 @@ def test_seed_batch_gives_one_webhook_and_one_email(
     # nothing new, no second alert.
     enqueue(redis_client, config, items)
     run_worker(config, redis_url, burst=True)
-    assert len(webhook.received) == 1 and len(smtp.messages) == 1
+    assert len(webhook_receiver.received) == 1 and len(smtp_sink.messages) == 1
 
 
 def test_the_same_story_from_another_feed_is_a_duplicate(
     redis_url: str,
     redis_client: redis.Redis,
     prefix: str,
-    webhook: WebhookReceiver,
-    smtp: SmtpSink,
+    webhook_receiver: WebhookReceiver,
+    smtp_sink: SmtpSink,
 ) -> None:
-    config = make_config(prefix, webhook, smtp, FAST)
+    config = make_config(prefix, webhook_receiver, smtp_sink, FAST)
     enqueue(redis_client, config, seed_items("https://a.test/feed"))
     enqueue(redis_client, config, seed_items("https://b.test/feed"))
     run_worker(config, redis_url, burst=True)
-    assert len(webhook.wait_for(1)) == 1
-    assert len(smtp.wait_for(1)) == 1
+    assert len(webhook_receiver.wait_for(1)) == 1
+    assert len(smtp_sink.wait_for(1)) == 1
 
 
 def test_a_webhook_that_fails_is_retried_until_it_succeeds(
     redis_url: str,
     redis_client: redis.Redis,
     prefix: str,
-    webhook: WebhookReceiver,
-    smtp: SmtpSink,
+    webhook_receiver: WebhookReceiver,
+    smtp_sink: SmtpSink,
 ) -> None:
-    webhook.respond_with(503, 500)  # then 200
-    config = make_config(prefix, webhook, smtp, FAST)
+    webhook_receiver.respond_with(503, 500)  # then 200
+    config = make_config(prefix, webhook_receiver, smtp_sink, FAST)
     enqueue(redis_client, config, seed_items())
     run_worker(config, redis_url, burst=True)
-    received = webhook.wait_for(3)
+    received = webhook_receiver.wait_for(3)
     assert [r.status for r in received] == [503, 500, 200]
     assert len({r.id for r in received}) == 1  # one alert id on every attempt
     delivered = Keys(prefix).delivered(received[0].id or "", "ops")
@@ -154,17 +142,17 @@ def test_a_404_is_not_retried_and_not_marked_delivered(
     redis_url: str,
     redis_client: redis.Redis,
     prefix: str,
-    webhook: WebhookReceiver,
-    smtp: SmtpSink,
+    webhook_receiver: WebhookReceiver,
+    smtp_sink: SmtpSink,
 ) -> None:
-    webhook.respond_with(404, 404, 404)
-    config = make_config(prefix, webhook, smtp, FAST)
+    webhook_receiver.respond_with(404, 404, 404)
+    config = make_config(prefix, webhook_receiver, smtp_sink, FAST)
     enqueue(redis_client, config, seed_items())
     run_worker(config, redis_url, burst=True)
-    [only] = webhook.wait_for(1)
+    [only] = webhook_receiver.wait_for(1)
     assert only.status == 404
     assert not redis_client.exists(Keys(prefix).delivered(only.id or "", "ops"))
-    assert len(smtp.wait_for(1)) == 1  # the other channel is unaffected
+    assert len(smtp_sink.wait_for(1)) == 1  # the other channel is unaffected
     [letter] = list_dead(redis_client, Keys(prefix))
     assert letter.id == f"{only.id}:ops"
     assert "404" in letter.reason
@@ -175,21 +163,21 @@ def test_a_receiver_that_stays_down_ends_in_the_dead_letters_and_replays(
     redis_url: str,
     redis_client: redis.Redis,
     prefix: str,
-    webhook: WebhookReceiver,
-    smtp: SmtpSink,
+    webhook_receiver: WebhookReceiver,
+    smtp_sink: SmtpSink,
 ) -> None:
-    webhook.respond_with(503, 503, 503, 503)  # four tries, all refused
-    config = make_config(prefix, webhook, smtp, FAST)
+    webhook_receiver.respond_with(503, 503, 503, 503)  # four tries, all refused
+    config = make_config(prefix, webhook_receiver, smtp_sink, FAST)
     enqueue(redis_client, config, seed_items())
     run_worker(config, redis_url, burst=True)
-    assert [r.status for r in webhook.wait_for(4)] == [503] * 4
+    assert [r.status for r in webhook_receiver.wait_for(4)] == [503] * 4
     [letter] = list_dead(redis_client, Keys(prefix))
     assert "gave up after 4 tries" in letter.reason
     assert [a.attempt for a in letter.attempts] == [1, 2, 3, 4]
     # The receiver is back: the operator replays, the alert arrives, the letter is gone.
     assert replay(redis_client, config, None) == [letter.id]
     run_worker(config, redis_url, burst=True)
-    assert [r.status for r in webhook.wait_for(5)][-1] == 200
+    assert [r.status for r in webhook_receiver.wait_for(5)][-1] == 200
     assert list_dead(redis_client, Keys(prefix)) == []
     statuses = list_alerts(redis_client, Keys(prefix))[0].channels
     assert statuses == {"ops": "delivered", "desk": "delivered", "console": "delivered"}
@@ -199,10 +187,10 @@ def test_processed_items_are_kept_with_their_entities(
     redis_url: str,
     redis_client: redis.Redis,
     prefix: str,
-    webhook: WebhookReceiver,
-    smtp: SmtpSink,
+    webhook_receiver: WebhookReceiver,
+    smtp_sink: SmtpSink,
 ) -> None:
-    config = make_config(prefix, webhook, smtp, FAST)
+    config = make_config(prefix, webhook_receiver, smtp_sink, FAST)
     items = seed_items()
     enqueue(redis_client, config, items[:1])
     run_worker(config, redis_url, burst=True)
