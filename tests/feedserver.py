@@ -17,10 +17,10 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from types import TracebackType
 
 import pytest
 from aiohttp import web
+from loop_thread import LoopThread
 
 RSS = "application/rss+xml; charset=utf-8"
 
@@ -37,49 +37,20 @@ class Route:
     chunked: bool = False
 
 
-class FeedServer:
+class FeedServer(LoopThread):
     """``start()`` / ``stop()`` (or ``with``), ``set(path, body, ...)``, ``url(path)``."""
 
+    thread_name = "feed-server"
+
     def __init__(self) -> None:
+        super().__init__()
         self._routes: dict[str, Route] = {}
         self._requests: dict[str, list[dict[str, str]]] = defaultdict(list)
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self.port = 0
 
     # -- lifecycle ---------------------------------------------------------------------
-
-    def start(self) -> FeedServer:
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_forever, name="feed-server", daemon=True)
-        thread.start()
-        self._loop, self._thread = loop, thread
-        asyncio.run_coroutine_threadsafe(self._serve(), loop).result(timeout=10)
-        return self
-
-    def stop(self) -> None:
-        loop, thread, runner = self._loop, self._thread, self._runner
-        if loop is None or thread is None:
-            return
-        if runner is not None:
-            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
-        self._loop = self._thread = self._runner = None
-
-    def __enter__(self) -> FeedServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- what tests call ---------------------------------------------------------------
 
@@ -137,6 +108,11 @@ class FeedServer:
         self.port = sock.getsockname()[1]
         await web.SockSite(runner, sock).start()
         self._runner = runner
+
+    async def _shutdown(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         with self._lock:

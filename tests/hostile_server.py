@@ -25,12 +25,11 @@ import asyncio
 import contextlib
 import socket
 import struct
-import threading
 import zlib
 from collections.abc import Awaitable, Callable, Iterator
-from types import TracebackType
 
 import pytest
+from loop_thread import LoopThread
 
 _Handler = Callable[[asyncio.StreamWriter], Awaitable[None]]
 _ZEROS = bytes(1 << 20)
@@ -113,44 +112,16 @@ ROUTES: dict[str, _Handler] = {
 }
 
 
-class HostileServer:
+class HostileServer(LoopThread):
     """``start()`` / ``stop()`` (or ``with``), ``url(path)``, ``hits(path)``."""
 
+    thread_name = "hostile-server"
+
     def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self._server: asyncio.Server | None = None
         self._hits: dict[str, int] = {}
         self.port = 0
-
-    def start(self) -> HostileServer:
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_forever, name="hostile-server", daemon=True)
-        thread.start()
-        self._loop, self._thread = loop, thread
-        asyncio.run_coroutine_threadsafe(self._serve(), loop).result(timeout=10)
-        return self
-
-    def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
-        self._loop = self._thread = self._server = None
-
-    def __enter__(self) -> HostileServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"

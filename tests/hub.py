@@ -23,14 +23,13 @@ import hashlib
 import hmac
 import secrets
 import socket
-import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
+from loop_thread import LoopThread
 
 T = TypeVar("T")
 
@@ -52,18 +51,19 @@ class Verification:
     echoed: bool  # the answer was exactly the challenge
 
 
-class Hub:
+class Hub(LoopThread):
     """``start()`` / ``stop()`` (or ``with``); ``url``; ``requests``, ``verifications``,
     ``subscriptions`` (keyed by ``(topic, callback)``)."""
 
+    thread_name = "websub-hub"
+
     def __init__(self, *, max_lease: int | None = None) -> None:
+        super().__init__()
         self.max_lease = max_lease
         self.requests: list[dict[str, str]] = []
         self.verifications: list[Verification] = []
         self.subscriptions: dict[tuple[str, str], HubSubscription] = {}
         self.port = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -73,35 +73,6 @@ class Hub:
         return f"http://127.0.0.1:{self.port}/"
 
     # -- lifecycle ---------------------------------------------------------------------
-
-    def start(self) -> Hub:
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_forever, name="websub-hub", daemon=True)
-        thread.start()
-        self._loop, self._thread = loop, thread
-        asyncio.run_coroutine_threadsafe(self._serve(), loop).result(timeout=10)
-        return self
-
-    def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
-        self._loop = self._thread = None
-
-    def __enter__(self) -> Hub:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- what tests call ---------------------------------------------------------------
 
