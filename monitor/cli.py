@@ -13,7 +13,10 @@ import click
 import structlog
 
 from monitor.cli_alerts import register as register_alert_commands
+from monitor.cli_backtest import register as register_backtest_command
+from monitor.cli_entities import register as register_entities_command
 from monitor.cli_feeds import register as register_feed_commands
+from monitor.cli_match import register as register_match_command
 from monitor.cli_status import register as register_status_commands
 from monitor.config import Config
 from monitor.config_loader import ConfigError, load_config
@@ -130,6 +133,9 @@ def work(burst: bool) -> None:
 register_alert_commands(cli, lambda: _load(_config_path()))
 register_feed_commands(cli, lambda: _load(_config_path()))
 register_status_commands(cli, lambda: _load(_config_path()))
+register_match_command(cli, lambda: _load(_config_path()))
+register_backtest_command(cli, lambda: _load(_config_path()))
+register_entities_command(cli, lambda: _load(_config_path()))
 
 
 def main() -> None:

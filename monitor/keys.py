@@ -16,7 +16,13 @@ installations with different prefixes never take each other's jobs.
 | ``feedconf:{feed_id}`` | hash | the feed's config (JSON), synced by pollers | configured |
 | ``seen:{feed_id}`` | zset | item keys first seen on a feed → unix time | ``seen_days`` |
 | ``dedupe:{kind}:{digest}`` | string | item key that claimed a GUID/URL/text | ``dedupe_days`` |
-| ``item:{item_key}`` | string | processed item (JSON: item, entities) | ``dedupe_days`` |
+| ``item:{item_key}`` | string | processed item (JSON: item, entities, story) | ``dedupe_days`` |
+| ``items:recent`` | zset | item key → unix time it was processed (backtests) | ``dedupe_days`` |
+| ``story:{story_id}`` | hash | first seen, first outlet, items, signature | window after last |
+| ``story:{story_id}:outlets`` | zset | outlet → unix time it first carried the story | as story |
+| ``story:{story_id}:items`` | zset | item key → unix time it joined | as the story |
+| ``lsh:{band}:{hash}`` | string | MinHash LSH band bucket → story id | ``window_hours`` |
+| ``story_of:{item_key}`` | string | the story an item joined | ``dedupe_days`` |
 | ``alert:{alert_id}`` | string | alert JSON; its existence is the claim | ``alert_days`` |
 | ``alert:{alert_id}:queued`` | string | its delivery jobs were enqueued | ``alert_days`` |
 | ``delivered:{alert_id}:{channel}`` | string | that channel accepted the alert | ``alert_days`` |
@@ -78,6 +84,27 @@ class Keys:
 
     def item(self, item_key: str) -> str:
         return f"{self.prefix}item:{item_key}"
+
+    def items_recent(self) -> str:
+        """Processed item keys by processing time, for ``wirewatch backtest --since``."""
+        return f"{self.prefix}items:recent"
+
+    def story(self, story_id: str) -> str:
+        """A story's hash; ``:outlets`` and ``:items`` sorted sets beside it."""
+        return f"{self.prefix}story:{story_id}"
+
+    def story_outlets(self, story_id: str) -> str:
+        return f"{self.prefix}story:{story_id}:outlets"
+
+    def story_items(self, story_id: str) -> str:
+        return f"{self.prefix}story:{story_id}:items"
+
+    def lsh_band(self, band: int, bucket: str) -> str:
+        """One MinHash LSH bucket: the story whose signature hashed there in that band."""
+        return f"{self.prefix}lsh:{band}:{bucket}"
+
+    def story_of(self, item_key: str) -> str:
+        return f"{self.prefix}story_of:{item_key}"
 
     def alert(self, alert_id: str) -> str:
         return f"{self.prefix}alert:{alert_id}"
