@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from monitor.config import RuleConfig
 from monitor.items import Item
-from workers.model import MatchedTerm
+from workers.model import Entity, MatchedTerm, StoryView
 from workers.query import (
     FIELDS,
     And,
@@ -76,6 +76,8 @@ class RuleMatch:
     rule_id: str
     query: str
     terms: tuple[MatchedTerm, ...]
+    clauses: tuple[str, ...] = ()  # the query clauses that were satisfied, as written
+    similarity: float | None = None  # of a semantic clause, when the rule has one
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,8 +159,17 @@ class RuleSet:
     def __len__(self) -> int:
         return len(self.rules)
 
-    def match(self, item: Item) -> list[RuleMatch]:
-        """Every rule matching ``item``, in rule order; the item is tokenized once."""
+    def match(
+        self,
+        item: Item,
+        entities: Sequence[Entity] = (),
+        story: StoryView | None = None,
+    ) -> list[RuleMatch]:
+        """Every rule matching ``item``, in rule order; the item is tokenized once.
+
+        ``entities`` are the item's (for entity fields) and ``story`` the story it
+        joined (for story conditions); neither is used yet.
+        """
         return self.match_fields(item.title, item.summary)
 
     def match_fields(self, title: str, summary: str = "") -> list[RuleMatch]:
