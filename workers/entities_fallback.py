@@ -1,4 +1,4 @@
-"""The model-free entity extractor: capitalised word sequences, countries as GPE.
+"""The model-free entity extractor: capitalised word sequences, typed by the gazetteer.
 
 Role: used by :func:`workers.entities.load_extractor` when no spaCy model loads, so a
 worker without a model still gives rules and alerts the obvious names.
@@ -13,13 +13,19 @@ How a name is found (English news text):
   A possessive ("Putin’s") ends the run and is cut off.
 - Capitals are only evidence where English does not capitalise anyway: a word at the
   start of a sentence, after an opening quote, or anywhere in a Title Case line is kept
-  only if it is a country or is capitalised mid-sentence elsewhere in the same text.
+  only if the gazetteer knows it (:mod:`workers.gazetteer`: countries, demonyms, big
+  cities, news organisations) or it is capitalised mid-sentence elsewhere in the text.
   Common words ("The", "However", months, days) never start a name.
 - Job titles split a run: "National Security Adviser Jake Sullivan" gives
   ``Jake Sullivan``; a name right after a title ("spokesman Zhao Lijian",
   "President Xi Jinping") is labelled ``PERSON``.
-- Labels: ``GPE`` for a country or a common country alias ("US", "Britain"),
-  ``PERSON`` as above, else ``MISC``. Cities are ``MISC`` here (spaCy calls them GPE).
+- Labels: the gazetteer's ("US" GPE, "Chinese" NORP, "Reuters" ORG, "Beijing" GPE),
+  ``PERSON`` as above, else ``MISC``. The extractor then applies its
+  :class:`~workers.entities_lift.Lift` (aliases, watched names, canonical names,
+  salience), like the spaCy extractor.
+
+It says it is a fallback: its ``name`` is ``"fallback"`` and
+:func:`workers.entities.load_extractor` logs ``ner_model_missing`` once.
 """
 
 from __future__ import annotations
@@ -27,9 +33,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from workers.entities_lift import Lift
+from workers.gazetteer import Name, base_gazetteer
 from workers.model import Entity
 
-__all__ = ["COUNTRIES", "FallbackExtractor", "extract"]
+__all__ = ["FallbackExtractor", "extract"]
 
 
 def _names(block: str) -> frozenset[str]:
@@ -41,36 +49,10 @@ def _words(block: str) -> frozenset[str]:
     return frozenset(block.split())
 
 
-# UN members and observers, plus names and aliases news copy uses.
-COUNTRIES: frozenset[str] = _names(
-    """
-    Afghanistan|Albania|Algeria|Andorra|Angola|Antigua and Barbuda|Argentina|Armenia|Australia
-    Austria|Azerbaijan|Bahamas|Bahrain|Bangladesh|Barbados|Belarus|Belgium|Belize|Benin|Bhutan
-    Bolivia|Bosnia|Bosnia and Herzegovina|Botswana|Brazil|Brunei|Bulgaria|Burkina Faso|Burundi
-    Cabo Verde|Cape Verde|Cambodia|Cameroon|Canada|Central African Republic|Chad|Chile|China
-    Colombia|Comoros|Congo|Costa Rica|Ivory Coast|Côte d’Ivoire|Côte d'Ivoire|Croatia|Cuba
-    Cyprus|Czech Republic|Czechia|Democratic Republic of the Congo|Republic of the Congo|DRC
-    Denmark|Djibouti|Dominica|Dominican Republic|East Timor|Timor-Leste|Ecuador|Egypt|El Salvador
-    Equatorial Guinea|Eritrea|Estonia|Eswatini|Swaziland|Ethiopia|Fiji|Finland|France|Gabon
-    Gambia|Georgia|Germany|Ghana|Greece|Grenada|Guatemala|Guinea|Guinea-Bissau|Guyana|Haiti
-    Honduras|Hungary|Iceland|India|Indonesia|Iran|Iraq|Ireland|Israel|Italy|Jamaica|Japan
-    Jordan|Kazakhstan|Kenya|Kiribati|Kosovo|Kuwait|Kyrgyzstan|Laos|Latvia|Lebanon|Lesotho
-    Liberia|Libya|Liechtenstein|Lithuania|Luxembourg|Madagascar|Malawi|Malaysia|Maldives|Mali
-    Malta|Marshall Islands|Mauritania|Mauritius|Mexico|Micronesia|Moldova|Monaco|Mongolia
-    Montenegro|Morocco|Mozambique|Myanmar|Burma|Namibia|Nauru|Nepal|Netherlands|Holland
-    New Zealand|Nicaragua|Niger|Nigeria|North Korea|North Macedonia|Macedonia|Norway|Oman
-    Pakistan|Palau|Palestine|Panama|Papua New Guinea|Paraguay|Peru|Philippines|Poland
-    Portugal|Qatar|Romania|Russia|Russian Federation|Rwanda|Saint Kitts and Nevis|Saint Lucia
-    Saint Vincent and the Grenadines|Samoa|San Marino|Sao Tome and Principe|Saudi Arabia
-    Senegal|Serbia|Seychelles|Sierra Leone|Singapore|Slovakia|Slovenia|Solomon Islands
-    Somalia|South Africa|South Korea|Korea|South Sudan|Spain|Sri Lanka|Sudan|Suriname|Sweden
-    Switzerland|Syria|Taiwan|Tajikistan|Tanzania|Thailand|Togo|Tonga|Trinidad and Tobago
-    Tunisia|Turkey|Türkiye|Turkmenistan|Tuvalu|Uganda|Ukraine|United Arab Emirates|UAE
-    United Kingdom|UK|U.K.|Britain|Great Britain|England|Scotland|Wales|Northern Ireland
-    United States|United States of America|US|U.S.|USA|U.S.A.|America|Uruguay|Uzbekistan
-    Vanuatu|Vatican|Vatican City|Holy See|Venezuela|Vietnam|Viet Nam|Yemen|Zambia|Zimbabwe
-    """
-)
+def _known(word: str) -> Name | None:
+    """The gazetteer's entry for ``word`` (countries, demonyms, places, organisations)."""
+    return base_gazetteer().names.get(word)
+
 
 # Capitalised at the start of a sentence, never the start of a name.
 _COMMON = _words(
@@ -106,8 +88,13 @@ class FallbackExtractor:
 
     name = "fallback"
 
+    def __init__(self, lift: Lift | None = None) -> None:
+        self.lift = lift
+
     def extract_many(self, texts: Sequence[str]) -> list[list[Entity]]:
-        return [extract(text) for text in texts]
+        if self.lift is None:
+            return [extract(text) for text in texts]
+        return [self.lift.apply(text, extract(text)) for text in texts]
 
 
 class _Tok:
@@ -219,7 +206,7 @@ def _split_unknown(run: list[_Tok], known: set[str]) -> list[list[_Tok]]:
     parts: list[list[_Tok]] = [[]]
     for tok in run:
         unproven = (tok.titled or (tok.loose and len(run) == 1)) and not (
-            tok.bare in known or tok.bare in COUNTRIES
+            tok.bare in known or _known(tok.bare) is not None
         )
         if unproven or (not parts[-1] and tok.word.lower() in _COMMON):
             parts.append([])
@@ -244,8 +231,9 @@ def _entity(text: str, part: list[_Tok], after_title: bool) -> Entity | None:
     span = text[start:end]
     if all(t.word.lower() in _COMMON for t in part) or not span:
         return None
-    if span in COUNTRIES:
-        label = "GPE"
+    name = _known(span)
+    if name is not None:
+        label = name.label
     elif after_title:
         label = "PERSON"
     else:
