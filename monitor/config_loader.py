@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,9 +34,10 @@ DEFAULT_CONFIG = Path("config/wirewatch.yaml")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 _STR_TAG = "tag:yaml.org,2002:str"
 
-# Checks one rule's query: (rule id, query) → an error message, or None when it parses.
-# Injected by the CLI from ``workers`` (monitor does not import the rule compiler).
-QueryCheck = Callable[[str, str], str | None]
+# Checks one rule's query: (rule id, query, the config's term sets) → an error message,
+# or None when it parses. Injected by the CLI from ``workers`` (monitor does not import
+# the rule compiler); the term sets are passed so that an unknown ``@name`` is reported.
+QueryCheck = Callable[[str, str, Mapping[str, Sequence[str]]], str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,11 +290,18 @@ def _query_problems(
     data: dict[str, Any], places: _Locations, check_query: QueryCheck
 ) -> list[ConfigProblem]:
     rules = data.get("rules")
+    raw_sets = data.get("term_sets")
+    # Well-formed sets only: a malformed one is reported by the schema, not per query.
+    term_sets = {
+        str(name): [str(word) for word in words]
+        for name, words in (raw_sets.items() if isinstance(raw_sets, dict) else ())
+        if isinstance(words, list)
+    }
     problems = []
     for index, rule in enumerate(rules if isinstance(rules, list) else []):
         query = rule.get("query") if isinstance(rule, dict) else None
         if isinstance(query, str) and query.strip():
-            error = check_query(str(rule.get("id", "")), query)
+            error = check_query(str(rule.get("id", "")), query, term_sets)
             if error:
                 problems.append(places.problem(f"rules.{index}.query", error))
     return problems

@@ -202,12 +202,14 @@ def test_rule_set_matches_items_in_rule_order() -> None:
     found = rules.match(item("Moscow asks China for weapons, says Russia"))
     assert [m.rule_id for m in found] == ["china-military-aid", "moscow"]
     assert found[1] == RuleMatch(
-        "moscow", "Moscow", (MatchedTerm("Moscow", "title", 0, 6, "Moscow"),)
+        "moscow", "Moscow", (MatchedTerm("Moscow", "title", 0, 6, "Moscow"),), ("Moscow",)
     )
     assert found[0].query == DESIGN_QUERY
     assert rules.match(item("Nothing to see")) == []
     assert rules.match_fields("Taiwan") == [
-        RuleMatch("taiwan", "Taiwan", (MatchedTerm("Taiwan", "title", 0, 6, "Taiwan"),))
+        RuleMatch(
+            "taiwan", "Taiwan", (MatchedTerm("Taiwan", "title", 0, 6, "Taiwan"),), ("Taiwan",)
+        )
     ]
 
 

@@ -1,26 +1,15 @@
-"""Rule matching: compiled watch rules evaluated against an item's title and summary.
+"""Rule matching: compiled watch rules evaluated against an item, with explanations.
 
 Role: the pure core of the ``match`` stage. :func:`compile_rules` parses every rule's
-query once (before rq forks its work-horses); :meth:`RuleSet.match` takes an
-:class:`~monitor.items.Item` and returns one :class:`RuleMatch` per matching rule,
-saying *why*: the positive terms that satisfied the query, with field, character
-span and the exact text seen. No I/O, no logging, no global state but a stem cache.
+query once (before rq forks its work-horses) into one :class:`RuleSet`, whose
+:class:`~workers.prefilter.Prefilter` indexes every rule by the word keys it needs;
+:meth:`RuleSet.match` tokenizes an item once (:class:`~workers.evaluate.Document`),
+looks its words up in the index, and evaluates only the candidate rules. Each match
+says *why*: ``terms`` (field, span and text of every term that held) and ``clauses``
+(the satisfied clauses as written, canonical: ``China``, ``"military aid"``,
+``entity:GPE:Russia``, ``outlets >= 3 within 60m``). No I/O, no logging.
 
-Semantics (the words themselves are defined in :mod:`workers.query`):
-
-- Each field (``title``, ``summary``) is tokenized once per item, not once per rule;
-  a term matches a token with the same key (case-folded Snowball stem), so whole
-  words only: ``Russia`` does not match ``Russian``, ``weapon`` matches ``weapons``.
-- A phrase matches consecutive tokens inside one field. Hyphens, apostrophes and
-  quotes between them do not matter (``"pro-Russian"`` matches ``pro Russian``), but
-  a clause or sentence break does: ``"military aid"`` does not match ``the military.
-  Aid groups`` (see :class:`~workers.query.Token`).
-- ``Not`` is true when its child is false and contributes no terms.
-- The reported terms are those of the branches that were true: every true branch of
-  an ``Or``, every child of an ``And``; all occurrences of each, sorted by field
-  (title first) and offset, without duplicates. Every match reports at least one
-  term (queries that match on absence alone are rejected by the parser), and for
-  every term ``text == <field text>[start:end]``.
+Semantics are in :mod:`workers.evaluate`; the language in ``docs/rules.md``.
 
 Exceptions: ``ValueError`` > :class:`~workers.query.QueryError` (one query) and
 :class:`RuleSetError` (every bad rule of a rule list, in order).
@@ -28,26 +17,16 @@ Exceptions: ``ValueError`` > :class:`~workers.query.QueryError` (one query) and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from monitor.config import RuleConfig
 from monitor.items import Item
+from workers.evaluate import Document, Explain
 from workers.model import Entity, MatchedTerm, StoryView
-from workers.query import (
-    FIELDS,
-    And,
-    Node,
-    Not,
-    Or,
-    Phrase,
-    Query,
-    QueryError,
-    Term,
-    Token,
-    parse_query,
-    tokenize,
-)
+from workers.prefilter import Prefilter
+from workers.query import And, EntityRef, Node, Not, Or, Query, QueryError, leaves, parse_query
+from workers.query_compile import Compiled, compile_node
 
 __all__ = [
     "RuleMatch",
@@ -55,8 +34,12 @@ __all__ = [
     "RuleSetError",
     "check_queries",
     "compile_rules",
+    "document_of",
+    "intern_leaves",
     "match_text",
 ]
+
+TermSets = Mapping[str, Sequence[str]]
 
 
 class RuleSetError(ValueError):
@@ -71,7 +54,7 @@ class RuleSetError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class RuleMatch:
-    """One rule that matched one item, and the terms that made it match."""
+    """One rule that matched one item, and the terms and clauses that made it match."""
 
     rule_id: str
     query: str
@@ -80,81 +63,36 @@ class RuleMatch:
     similarity: float | None = None  # of a semantic clause, when the rule has one
 
 
-@dataclass(frozen=True, slots=True)
-class _Field:
-    """One field of one item, tokenized, with an index from key to token positions."""
-
-    name: str
-    text: str
-    tokens: tuple[Token, ...]
-    positions: dict[str, tuple[int, ...]]
-
-    @classmethod
-    def of(cls, name: str, text: str) -> _Field:
-        tokens = tuple(tokenize(text))
-        positions: dict[str, list[int]] = {}
-        for index, token in enumerate(tokens):
-            positions.setdefault(token.key, []).append(index)
-        return cls(name, text, tokens, {key: tuple(found) for key, found in positions.items()})
-
-    def hits(self, node: Term | Phrase) -> list[MatchedTerm]:
-        keys, breaks = ((node.key,), ()) if isinstance(node, Term) else (node.keys, node.breaks)
-        found = []
-        for first in self.positions.get(keys[0], ()):
-            last = first + len(keys) - 1
-            if last >= len(self.tokens):
-                break
-            if all(
-                self.tokens[first + i].key == keys[i]
-                and self.tokens[first + i].broken == (i in breaks)
-                for i in range(1, len(keys))
-            ):
-                start, end = self.tokens[first].start, self.tokens[last].end
-                found.append(MatchedTerm(node.text, self.name, start, end, self.text[start:end]))
-        return found
+def document_of(
+    item: Item, entities: Sequence[Entity] = (), story: StoryView | None = None
+) -> Document:
+    """The :class:`Document` of an item: every field a rule can look at."""
+    return Document(
+        item.title,
+        item.summary,
+        feed=item.feed_name or item.feed_url,
+        tags=item.tags,
+        language=item.language,
+        entities=entities,
+        story=story,
+    )
 
 
-class _Document:
-    """The tokenized fields of one item, shared by every rule evaluated against it."""
-
-    def __init__(self, title: str, summary: str) -> None:
-        self.fields = {"title": _Field.of("title", title), "summary": _Field.of("summary", summary)}
-
-    def evaluate(self, query: Query) -> tuple[MatchedTerm, ...] | None:
-        terms = self._eval(query.root)
-        if terms is None:
-            return None
-        order = {name: rank for rank, name in enumerate(FIELDS)}
-        unique = set(terms)
-        return tuple(sorted(unique, key=lambda t: (order[t.field], t.start, t.end, t.term)))
-
-    def _eval(self, node: Node) -> list[MatchedTerm] | None:
-        """The terms that satisfy ``node`` (possibly none, under ``Not``), or ``None``."""
-        match node:
-            case Term() | Phrase():
-                hits = [hit for name in node.fields for hit in self.fields[name].hits(node)]
-                return hits or None
-            case Not():
-                return [] if self._eval(node.child) is None else None
-            case And():
-                terms: list[MatchedTerm] = []
-                for child in node.children:
-                    found = self._eval(child)
-                    if found is None:
-                        return None
-                    terms.extend(found)
-                return terms
-            case Or():
-                results = [self._eval(child) for child in node.children]
-                true = [found for found in results if found is not None]
-                return [term for found in true for term in found] if true else None
-
-
-@dataclass(frozen=True, slots=True)
 class RuleSet:
-    """Compiled rules, in config order; build with :func:`compile_rules`."""
+    """Compiled rules, in config order, behind one prefilter; build with :func:`compile_rules`."""
 
-    rules: tuple[tuple[str, Query], ...]
+    __slots__ = ("_compiled", "prefilter", "rules")
+
+    def __init__(self, rules: Sequence[tuple[str, Query]]) -> None:
+        shared: dict[Node, Node] = {}
+        self.rules: tuple[tuple[str, Query], ...] = tuple(
+            (rule_id, replace(query, root=intern_leaves(query.root, shared)))
+            for rule_id, query in rules
+        )
+        self.prefilter = Prefilter([query.root for _, query in self.rules])
+        cache: dict[Node, Compiled] = {}
+        # One compiled tree per distinct tree (rules with equal queries share it).
+        self._compiled = [compile_node(root, cache) for root in self.prefilter.roots]
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -167,33 +105,85 @@ class RuleSet:
     ) -> list[RuleMatch]:
         """Every rule matching ``item``, in rule order; the item is tokenized once.
 
-        ``entities`` are the item's (for entity fields) and ``story`` the story it
-        joined (for story conditions); neither is used yet.
+        ``entities`` are the item's (offsets into ``title + "\\n" + summary``), for
+        entity fields; ``story`` the story it joined, for ``outlets`` conditions.
         """
-        return self.match_fields(item.title, item.summary)
+        return self.match_document(document_of(item, entities, story))
 
     def match_fields(self, title: str, summary: str = "") -> list[RuleMatch]:
         """Like :meth:`match`, for a title and summary that are not an :class:`Item`."""
-        document = _Document(title, summary)
-        matches = []
-        for rule_id, query in self.rules:
-            terms = document.evaluate(query)
-            if terms is not None:
-                matches.append(RuleMatch(rule_id, query.text, terms))
-        return matches
+        return self.match_document(Document(title, summary))
+
+    def match_document(self, document: Document) -> list[RuleMatch]:
+        """Every rule matching ``document``: the prefilter's candidates, evaluated."""
+        return self._evaluate(document, self.prefilter.candidate_roots(document))
+
+    def match_every_rule(self, document: Document) -> list[RuleMatch]:
+        """:meth:`match_document` without the prefilter (for tests and the benchmark)."""
+        return self._evaluate(document, range(len(self._compiled)))
+
+    def _evaluate(self, document: Document, roots: Iterable[int]) -> list[RuleMatch]:
+        """Check each distinct tree once; explain the ones that hold, for their rules."""
+        compiled, positions = self._compiled, self.prefilter.positions
+        found: list[tuple[int, Explain]] = []
+        for number in roots:
+            tree = compiled[number]
+            if tree.holds(document):
+                explain = document.explain(tree)
+                found.extend((position, explain) for position in positions[number])
+        found.sort(key=_first)
+        rules = self.rules
+        return [
+            RuleMatch(rules[p][0], rules[p][1].text, explain.terms, explain.clauses)
+            for p, explain in found
+        ]
+
+    def watched_entities(self) -> list[tuple[str, str]]:
+        """``(label, canonical name)`` of every labelled entity the rules ask for.
+
+        For the NER gazetteer: names that rules watch should be found. A field with
+        several labels (``place:``) gives its first (GPE); ``entity:Name`` with no
+        label gives nothing (the gazetteer would not know what to call it).
+        """
+        found: dict[tuple[str, str], None] = {}
+        for _, query in self.rules:
+            for leaf in leaves(query.root):
+                if isinstance(leaf, EntityRef) and leaf.labels:
+                    found[(leaf.labels[0], leaf.name)] = None
+        return list(found)
 
 
-def compile_rules(rules: Sequence[RuleConfig]) -> RuleSet:
+def _first(pair: tuple[int, Explain]) -> int:
+    return pair[0]
+
+
+def intern_leaves(node: Node, shared: dict[Node, Node]) -> Node:
+    """``node`` with every leaf replaced by the first equal leaf seen across the rule set.
+
+    Rules share words (``China`` in hundreds of rules): with one object per distinct
+    leaf, a :class:`~workers.evaluate.Document` evaluates each leaf once per item.
+    """
+    match node:
+        case Not():
+            return Not(intern_leaves(node.child, shared), node.position)
+        case And() | Or():
+            children = tuple(intern_leaves(child, shared) for child in node.children)
+            return type(node)(children, node.position)
+        case _:
+            return shared.setdefault(node, node)
+
+
+def compile_rules(rules: Sequence[RuleConfig], term_sets: TermSets | None = None) -> RuleSet:
     """Parse every rule's query; raise :class:`RuleSetError` listing every bad one.
 
-    Disabled rules are parsed too (a bad query is a config error either way) but are
-    left out of the :class:`RuleSet`.
+    ``term_sets`` (``Config.term_sets``) resolve ``@name``. Disabled rules are parsed
+    too (a bad query is a config error either way) but left out of the :class:`RuleSet`.
     """
     compiled: list[tuple[str, Query]] = []
     errors: list[tuple[int, QueryError]] = []
     for index, rule in enumerate(rules):
         try:
-            query = parse_query(rule.query, rule.id)
+            query = parse_query(rule.query, rule.id, term_sets)
         except QueryError as e:
             errors.append((index, e))
             continue
@@ -201,18 +191,40 @@ def compile_rules(rules: Sequence[RuleConfig]) -> RuleSet:
             compiled.append((rule.id, query))
     if errors:
         raise RuleSetError(errors)
-    return RuleSet(tuple(compiled))
+    return RuleSet(compiled)
 
 
-def check_queries(rules: Sequence[RuleConfig]) -> list[tuple[int, str]]:
+def check_queries(
+    rules: Sequence[RuleConfig], term_sets: TermSets | None = None
+) -> list[tuple[int, str]]:
     """``(rule index, message)`` for every rule whose query does not parse (for ``check``)."""
     try:
-        compile_rules(rules)
+        compile_rules(rules, term_sets)
     except RuleSetError as e:
         return [(index, str(error)) for index, error in e.errors]
     return []
 
 
-def match_text(query: Query, title: str, summary: str = "") -> tuple[MatchedTerm, ...] | None:
-    """Dry run of one query: the matched terms (never empty), or ``None`` for no match."""
-    return _Document(title, summary).evaluate(query)
+def match_text(
+    query: Query,
+    title: str,
+    summary: str = "",
+    *,
+    entities: Sequence[Entity] = (),
+    story: StoryView | None = None,
+) -> tuple[MatchedTerm, ...] | None:
+    """Dry run of one query: the matched terms, or ``None`` for no match."""
+    explain = explain_text(query, title, summary, entities=entities, story=story)
+    return None if explain is None else explain.terms
+
+
+def explain_text(
+    query: Query,
+    title: str,
+    summary: str = "",
+    *,
+    entities: Sequence[Entity] = (),
+    story: StoryView | None = None,
+) -> Explain | None:
+    """Dry run of one query: its terms and clauses, or ``None`` for no match."""
+    return Document(title, summary, entities=entities, story=story).evaluate(query)
