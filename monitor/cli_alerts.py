@@ -1,4 +1,4 @@
-"""``wirewatch alerts list|dead|replay`` and ``wirewatch stories mute|unmute``.
+"""``wirewatch alerts list|dead|replay`` and ``wirewatch stories [mute|unmute]``.
 
 They talk to the Redis the service uses: ``redis.url`` or ``$REDIS_URL``, else the
 embedded Redis of a running ``wirewatch run`` (found through its data folder).
@@ -96,9 +96,31 @@ def register(cli: click.Group, load: Callable[[], Config]) -> None:
         for item in done:
             click.echo(f"replaying {item}")
 
-    @cli.group()
-    def stories() -> None:
-        """Mute or unmute a story (no more alerts for it)."""
+    @cli.group(invoke_without_command=True)
+    @click.option("--limit", default=20, show_default=True, help="newest stories shown")
+    @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+    @click.pass_context
+    def stories(ctx: click.Context, limit: int, as_json: bool) -> None:
+        """The newest stories (first seen, first outlet, outlets, items); mute, unmute."""
+        if ctx.invoked_subcommand is not None:
+            return
+        from workers.api import recent_stories
+
+        config = load()
+        found = recent_stories(connect(config), Keys(config.redis.prefix), limit)
+        for record in found:
+            if as_json:
+                click.echo(json.dumps(record.to_json(), ensure_ascii=False))
+                continue
+            view = record.view
+            click.echo(f"{_when(view.first_seen)}  {view.id}  {record.title}")
+            names = ", ".join(name for name, _ in view.outlets)
+            click.echo(
+                f"    first on {view.first_outlet}; {view.outlet_count} outlet(s): {names};"
+                f" {view.items} item(s)"
+            )
+        if not found and not as_json:
+            click.echo("no stories")
 
     @stories.command()
     @click.argument("story_id")

@@ -171,7 +171,7 @@ class StorySettings(_Model):
         48, gt=0, description="an item joins a story first seen at most this long ago"
     )
     threshold: float = Field(
-        0.5, gt=0, lt=1, description="estimated Jaccard similarity of shingles to join a story"
+        0.3, gt=0, lt=1, description="Jaccard similarity of content words to join a story"
     )
 
 

@@ -18,11 +18,15 @@ installations with different prefixes never take each other's jobs.
 | ``dedupe:{kind}:{digest}`` | string | item key that claimed a GUID/URL/text | ``dedupe_days`` |
 | ``item:{item_key}`` | string | processed item (JSON: item, entities, story) | ``dedupe_days`` |
 | ``items:recent`` | zset | item key → unix time it was processed (backtests) | ``dedupe_days`` |
-| ``story:{story_id}`` | hash | first seen, first outlet, items, signature | window after last |
+| ``story:{story_id}`` | hash | first seen, first outlet, title, first item | ``window_hours`` |
 | ``story:{story_id}:outlets`` | zset | outlet → unix time it first carried the story | as story |
 | ``story:{story_id}:items`` | zset | item key → unix time it joined | as the story |
 | ``lsh:{band}:{hash}`` | string | MinHash LSH band bucket → story id | ``window_hours`` |
 | ``story_of:{item_key}`` | string | the story an item joined | ``dedupe_days`` |
+| ``story:{story_id}:members`` | hash | item key → content-word hashes (first 32) | as the story |
+| ``story:{story_id}:entities`` | set | canonical entity names the story has named | as the story |
+| ``story:{story_id}:alerts`` | hash | rule id → its first alert on it (JSON) | as the story |
+| ``stories`` | zset | story id → unix time first seen (``wirewatch stories``) | ``dedupe_days`` |
 | ``alert:{alert_id}`` | string | alert JSON; its existence is the claim | ``alert_days`` |
 | ``alert:{alert_id}:queued`` | string | its delivery jobs were enqueued | ``alert_days`` |
 | ``delivered:{alert_id}:{channel}`` | string | that channel accepted the alert | ``alert_days`` |
@@ -62,7 +66,11 @@ class Keys:
     prefix: str = "wirewatch:"
 
     def feed(self, url: str) -> str:
-        return f"{self.prefix}feed:{feed_id(url)}"
+        return self.feed_by_id(feed_id(url))
+
+    def feed_by_id(self, fid: str) -> str:
+        """The state hash of the feed with id ``fid`` (see :func:`feed_id`)."""
+        return f"{self.prefix}feed:{fid}"
 
     def schedule(self) -> str:
         """The shared schedule: feed id → due time (a claimed feed: its lease's end)."""
@@ -105,6 +113,21 @@ class Keys:
 
     def story_of(self, item_key: str) -> str:
         return f"{self.prefix}story_of:{item_key}"
+
+    def story_members(self, story_id: str) -> str:
+        """Item key → packed content-word hashes of the story's first items."""
+        return f"{self.prefix}story:{story_id}:members"
+
+    def story_entities(self, story_id: str) -> str:
+        return f"{self.prefix}story:{story_id}:entities"
+
+    def stories(self) -> str:
+        """Story ids by first-seen time, newest last (``wirewatch stories``)."""
+        return f"{self.prefix}stories"
+
+    def story_alerts(self, story_id: str) -> str:
+        """Rule id → the rule's first alert on the story (follow-ups thread to it)."""
+        return f"{self.prefix}story:{story_id}:alerts"
 
     def alert(self, alert_id: str) -> str:
         return f"{self.prefix}alert:{alert_id}"

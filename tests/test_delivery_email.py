@@ -17,6 +17,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -170,6 +171,30 @@ def test_build_message_is_deterministic_where_it_matters() -> None:
     first, second = build_message(make_alert(), channel), build_message(make_alert(), channel)
     for name in ("Message-ID", "Date", "Subject", "From", "To"):
         assert first[name] == second[name]
+
+
+def test_a_follow_up_answers_the_first_alert() -> None:
+    """Threaded by References/In-Reply-To and by subject; the reason comes first."""
+    channel = EmailChannel.model_validate(
+        {"type": "email", "from": "a@b.example", "to": ["c@d.example"]}
+    )
+    first = make_alert()
+    follow = replace(
+        make_alert(title="Acme recall widens"),
+        id="f0110w",
+        kind="follow_up",
+        thread_id=first.id,
+        thread_title=first.item.title,
+        reason="the story is now carried by 3 outlets",
+    )
+    original, message = build_message(first, channel), build_message(follow, channel)
+    assert "In-Reply-To" not in original and original["X-Wirewatch-Kind"] == "new"
+    assert message["In-Reply-To"] == message["References"] == original["Message-ID"]
+    assert message["Subject"] == "Re: " + original["Subject"]
+    assert message["X-Wirewatch-Kind"] == "follow_up"
+    text = email_text(follow)
+    assert "Follow-up: the story is now carried by 3 outlets" in text.splitlines()[3]
+    assert "Follow-up" in email_html(follow)
 
 
 def test_login_is_used_when_a_username_is_set() -> None:

@@ -1,10 +1,12 @@
 """Turn a rule match into an alert, once per (rule, story), and route it to channels.
 
 The alert id is derived from the rule id and the story id, so every worker computes the
-same id for the same pair. ``SET alert:{id} NX`` is the claim; the worker that makes it
-routes the alert to each of the rule's channels (:func:`workers.fatigue.route`): send
-now, hold for a digest (the channel's digest window, quiet hours, or the rule's rate
-limit overflowing), or skip (a muted story, a severity below the channel's minimum).
+same id for the same pair; a follow-up's id from the rule, story and what it tells
+(:mod:`workers.followups`), and it threads to the first alert. ``SET alert:{id} NX`` is
+the claim; the worker that makes it routes the alert to each of the rule's channels
+(:func:`workers.fatigue.route`): send now, hold for a digest (the channel's digest
+window, quiet hours, or the rule's rate limit overflowing), or skip (a muted story, a
+severity below the channel's minimum).
 Every decision is logged and written to the alert history.
 
 If a worker dies after the claim but before routing, the retried batch finds the alert
@@ -80,7 +82,8 @@ def raise_alert(connection: redis.Redis, res: Resources, alert: Alert, rule: Rul
 def _route(connection: redis.Redis, res: Resources, alert: Alert, rule: RuleConfig) -> None:
     keys = res.keys
     now = datetime.now(UTC)
-    muted = bool(connection.exists(keys.muted(alert.story)))
+    # A story is muted by its id; muting an item's key mutes the story it is in too.
+    muted = bool(connection.exists(keys.muted(alert.story), keys.muted(alert.item.key)))
     over: bool | None = None  # asked once, and only if some channel would send now
     for name in rule.channels:
         channel = res.config.channels[name]

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from monitor.config import Config
+from monitor.items import Item
+from workers.backtest import BacktestRow, backtest_items, backtest_recent
+from workers.entities import annotate_lines, load_extractor
+from workers.match import RuleMatch, RuleSet, document_of
+from workers.model import Entity
 from workers.operations import (
     AlertSummary,
     list_alerts,
@@ -10,25 +19,79 @@ from workers.operations import (
     replay,
     unmute_story,
 )
-from workers.query import QueryError, parse_query
+from workers.query import And, Query, QueryError, parse_query, render
+from workers.story_store import StoryRecord, recent_stories
 from workers.worker import run_worker
 
 __all__ = [
     "AlertSummary",
+    "BacktestRow",
+    "ItemVerdict",
+    "QueryError",
+    "StoryRecord",
+    "annotate_lines",
+    "backtest_items",
+    "backtest_recent",
     "list_alerts",
     "list_dead",
+    "load_extractor",
+    "match_rule",
     "mute_story",
     "query_error",
+    "recent_stories",
     "replay",
     "run_worker",
     "unmute_story",
 ]
 
 
-def query_error(rule_id: str, query: str) -> str | None:
+def query_error(
+    rule_id: str, query: str, term_sets: Mapping[str, Sequence[str]] | None = None
+) -> str | None:
     """Why a rule's query does not parse (naming the rule and position), or None."""
     try:
-        parse_query(query, rule_id or None)
+        parse_query(query, rule_id or None, term_sets)
     except QueryError as exc:
         return str(exc)
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemVerdict:
+    """One item run through one rule (``wirewatch match``): the match, or what failed."""
+
+    item: Item
+    entities: tuple[Entity, ...]
+    match: RuleMatch | None
+    unmet: tuple[str, ...] = ()  # top-level clauses that did not hold, when no match
+
+
+def match_rule(config: Config, rule_id: str, items: Sequence[Item]) -> list[ItemVerdict]:
+    """Run entity extraction, then rule ``rule_id`` (enabled or not), on ``items``.
+
+    Raises ``KeyError`` for an unknown rule and :class:`QueryError` for a bad query.
+    """
+    from workers.entities import item_text
+
+    rule = next((rule for rule in config.rules if rule.id == rule_id), None)
+    if rule is None:
+        raise KeyError(rule_id)
+    query = parse_query(rule.query, rule.id, config.term_sets)
+    rules = RuleSet([(rule.id, query)])
+    extractor = load_extractor(config.workers.ner, watched=rules.watched_entities())
+    found = extractor.extract_many([item_text(item) for item in items]) if items else []
+    verdicts = []
+    for item, entities in zip(items, found, strict=True):
+        document = document_of(item, entities)
+        matches = rules.match_document(document)
+        unmet: tuple[str, ...] = ()
+        if not matches:
+            # Cheap "why not": which top-level clauses failed on their own.
+            parts = query.root.children if isinstance(query.root, And) else (query.root,)
+            unmet = tuple(
+                render(part)
+                for part in parts
+                if document.evaluate(Query(render(part), part)) is None
+            )
+        verdicts.append(ItemVerdict(item, tuple(entities), matches[0] if matches else None, unmet))
+    return verdicts

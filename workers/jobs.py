@@ -1,7 +1,8 @@
 """rq job entry points, referenced by dotted path from the queues.
 
 * ``process_batch(payload)``: a batch of new items from a poller → exact dedupe →
-  entities → rules → alerts (one per rule and story), with one summary log line.
+  entities → stories → rules → alerts (one per rule and story) and follow-ups, with one
+  summary log line (:mod:`workers.batch`).
 * ``deliver(alert_id, channel, attempt)``: one attempt to send one alert to one channel
   (:mod:`workers.dispatch` retries and buries).
 * ``flush_digest(channel, attempt)``: send a channel's held alerts as one digest
@@ -19,7 +20,6 @@ Every job is idempotent, because rq runs a job again after a crash or a retry.
 from __future__ import annotations
 
 import functools
-import json
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -32,14 +32,12 @@ from rq.job import Job
 
 from monitor.items import Item, items_from_payload
 from workers import resources
-from workers.alerts import alert_id, raise_alert
-from workers.dedupe import dedupe, release
+from workers.batch import process_items
+from workers.dedupe import release
 from workers.delivery import DeliveryError
 from workers.delivery.notice import FeedNotice, deliver_notice
 from workers.digest_flush import flush
 from workers.dispatch import Target, after_failure, bury, deliver_alert, enqueue_notice
-from workers.entities import distinct, item_text
-from workers.model import Alert, Entity
 
 log = structlog.get_logger()
 
@@ -99,28 +97,8 @@ def process_batch(payload: dict[str, Any]) -> dict[str, int]:
 def _process_batch(items: list[Item]) -> dict[str, int]:
     started = time.perf_counter()
     res = resources.current()
-    connection = _connection()
-    found = dedupe(connection, res.keys, items, int(res.config.workers.dedupe_days * 86400))
-    for item, owner in found.duplicates:
-        log.info("item_duplicate", item=item.key, feed=item.feed_name, duplicate_of=owner)
-    entities = res.extractor.extract_many([item_text(item) for item in found.new])
-    counts = {"matches": 0, "alerts": 0}
-    failed: list[tuple[Item, str]] = []
-    for item, item_entities in zip(found.new, entities, strict=True):
-        try:
-            _process_item(connection, res, item, item_entities, counts)
-        except Exception as exc:  # one bad item must not hide the others
-            log.exception("item_failed", item=item.key, feed=item.feed_name, title=item.title)
-            failed.append((item, f"{type(exc).__name__}: {exc}"))
-    if failed:
-        release(connection, res.keys, [item for item, _ in failed])
-    summary = {
-        "items": len(items),
-        "new": len(found.new),
-        "duplicates": len(found.duplicates),
-        **counts,
-        "failed": len(failed),
-    }
+    counts, failed = process_items(_connection(), res, items)
+    summary = {"items": len(items), **counts, "failed": len(failed)}
     log.info(
         "batch_processed",
         **summary,
@@ -129,35 +107,8 @@ def _process_batch(items: list[Item]) -> dict[str, int]:
     )
     if failed:
         reasons = "; ".join(f"{item.key}: {reason}" for item, reason in failed[:5])
-        raise BatchIncomplete(f"{len(failed)} of {len(found.new)} items failed: {reasons}")
+        raise BatchIncomplete(f"{len(failed)} of {len(items)} items failed: {reasons}")
     return summary
-
-
-def _process_item(
-    connection: redis.Redis,
-    res: resources.Resources,
-    item: Item,
-    item_entities: list[Entity],
-    counts: dict[str, int],
-) -> None:
-    _store_item(connection, res, item, item_entities)
-    rules = {rule.id: rule for rule in res.config.rules}
-    for match in res.rules.match(item):
-        counts["matches"] += 1
-        rule = rules[match.rule_id]
-        story = item.key  # until near-duplicate stories exist, an item is its own story
-        alert = Alert(
-            id=alert_id(match.rule_id, story),
-            rule_id=match.rule_id,
-            query=match.query,
-            item=item,
-            entities=tuple(distinct(item_entities)),
-            matched=match.terms,
-            story_id=story,
-            severity=rule.severity,
-        )
-        if raise_alert(connection, res, alert, rule):
-            counts["alerts"] += 1
 
 
 @_on_final_failure
@@ -176,15 +127,6 @@ def batch_job_failed(job: Job, connection: redis.Redis, reason: str) -> None:
         reason=reason,
         final=True,
     )
-
-
-def _store_item(
-    connection: redis.Redis, res: resources.Resources, item: Item, entities: list[Entity]
-) -> None:
-    """Keep the processed item for a while: the API and backtests read it."""
-    record = {"item": item.to_json(), "entities": [e.to_json() for e in entities]}
-    ttl = int(res.config.workers.dedupe_days * 86400)
-    connection.set(res.keys.item(item.key), json.dumps(record, separators=(",", ":")), ex=ttl)
 
 
 def deliver(alert_key: str, channel: str, attempt: int = 1) -> str:

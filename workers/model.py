@@ -136,6 +136,7 @@ class Alert:
     # "update": an item of the story changed materially. Follow-ups thread to ``thread_id``.
     kind: str = "new"
     thread_id: str = ""
+    thread_title: str = ""  # the headline of the alert a follow-up threads to
     reason: str = ""  # why a follow-up or update was sent, for people
     story_view: StoryView | None = None
     explain: tuple[str, ...] = ()  # the query clauses that were satisfied
@@ -152,6 +153,7 @@ class Alert:
             "rule": {"id": self.rule_id, "query": self.query, "severity": self.severity},
             "kind": self.kind,
             "thread_id": self.thread_id or None,
+            "thread_title": self.thread_title or None,
             "reason": self.reason or None,
             "story": self.story_view.to_json() if self.story_view else {"id": self.story},
             "item": self.item.to_json(),
@@ -179,6 +181,7 @@ class Alert:
             severity=data["rule"].get("severity", "info"),
             kind=data.get("kind", "new"),
             thread_id=data.get("thread_id") or "",
+            thread_title=data.get("thread_title") or "",
             reason=data.get("reason") or "",
             story_view=StoryView.from_json(story) if "first_seen" in story else None,
             explain=tuple(data.get("explain", ())),

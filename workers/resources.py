@@ -33,11 +33,12 @@ def load(config: Config) -> Resources:
     """Compile the rules and load the NER model; make them the process's resources."""
     global _current
     enabled = [rule for rule in config.rules if rule.enabled]
+    rules = compile_rules(enabled, config.term_sets)
     _current = Resources(
         config=config,
         keys=Keys(config.redis.prefix),
-        rules=compile_rules(enabled),
-        extractor=load_extractor(config.workers.ner),
+        rules=rules,
+        extractor=load_extractor(config.workers.ner, watched=rules.watched_entities()),
     )
     return _current
 

@@ -22,6 +22,9 @@ Invariants:
   ``<{digest_id}@wirewatch>`` and its ``Date`` the newest alert's creation time.
 * The subject is one line (see :func:`~workers.delivery.render.email_subject`); the
   envelope recipients are exactly ``channel.to``, never taken from the headers.
+* A follow-up or update (``alert.thread_id`` set) carries ``In-Reply-To`` and
+  ``References`` naming the Message-ID of the rule's first alert on the story, and the
+  subject ``Re: `` + that alert's subject, so mail clients thread them.
 * Failures: refused, dropped or timed-out connections and 4xx replies are transient;
   5xx replies, a missing STARTTLS/AUTH extension and a certificate that does not verify
   are permanent. When the server accepts some recipients and refuses others the send
@@ -85,7 +88,11 @@ def build_message(alert: Alert, channel: EmailChannel) -> EmailMessage:
     message = new_message(channel, email_subject(alert))
     message["Date"] = format_datetime(alert.created)
     message["Message-ID"] = message_id(alert)
+    if alert.thread_id:  # a follow-up or update: in the thread of the rule's first alert
+        message["In-Reply-To"] = message_id_for(alert.thread_id)
+        message["References"] = message_id_for(alert.thread_id)
     message["X-Wirewatch-Rule"] = one_line(alert.rule_id)
+    message["X-Wirewatch-Kind"] = alert.kind
     message.set_content(email_text(alert))
     message.add_alternative(email_html(alert), subtype="html")
     return message

@@ -8,7 +8,8 @@ picks the shape. Output: a :class:`Payload`, the exact bytes to send and their
 Shapes:
 
 * ``standard``: our JSON, ``alert.to_json()`` (a digest: ``{"v": 1, "type": "digest",
-  "id", "count", "alerts": [...]}``), compact with sorted keys.
+  "id", "count", "alerts": [...]}``), compact with sorted keys. ``kind``, ``thread_id``,
+  ``reason`` and ``story`` in it let a receiver thread follow-ups to the first alert.
 * ``slack``: a Slack incoming-webhook message, ``{"text": fallback, "blocks": [...]}``:
   a header, the headline linked, the rule, the matched terms, the entities.
 * ``teams``: a Teams incoming-webhook message carrying one Adaptive Card,
@@ -52,6 +53,7 @@ from workers.delivery.render import (
     one_line,
     truncate,
     webhook_body,
+    why_again,
 )
 from workers.model import Alert
 
@@ -217,6 +219,8 @@ def _field(name: str, value: str) -> dict[str, str]:
 def slack_message(alert: Alert) -> dict[str, Any]:
     """A Slack incoming-webhook message for one alert."""
     fields = [_field("Rule", f"`{_mrkdwn(one_line(alert.rule_id))}`")]
+    if why_again(alert):
+        fields.insert(0, _field("Why again", _mrkdwn(why_again(alert))))
     if alert.matched:
         fields.append(_field("Matched", _mrkdwn(matched_line(alert))))
     if alert.entities:
@@ -311,6 +315,8 @@ def teams_message(alert: Alert) -> dict[str, Any]:
     if alert.item.summary:
         body.append({"type": "TextBlock", "text": _md(one_line(alert.item.summary)), "wrap": True})
     facts = [{"title": "Rule", "value": _md(one_line(alert.rule_id))}]
+    if why_again(alert):
+        facts.insert(0, {"title": "Why again", "value": _md(why_again(alert))})
     if alert.matched:
         facts.append({"title": "Matched", "value": _md(matched_line(alert))})
     if alert.entities:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import unicodedata
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from html import escape
 from urllib.parse import urlsplit
 
@@ -39,8 +40,10 @@ __all__ = [
     "matched_line",
     "one_line",
     "safe_href",
+    "story_line",
     "truncate",
     "webhook_body",
+    "why_again",
     "why_matched",
 ]
 
@@ -82,8 +85,36 @@ def headline(alert: Alert) -> str:
 
 
 def email_subject(alert: Alert) -> str:
-    """``[wirewatch] <rule id>: <headline>``, one line, at most :data:`SUBJECT_MAX` chars."""
+    """``[wirewatch] <rule id>: <headline>``, one line, at most :data:`SUBJECT_MAX` chars.
+
+    A follow-up or update answers the first alert: ``Re: `` and the first headline, so
+    mail clients that thread by subject (as well as by ``References``) keep them together.
+    """
+    if alert.thread_id:
+        first = one_line(alert.thread_title) or headline(alert)
+        return truncate(f"Re: [wirewatch] {one_line(alert.rule_id)}: {first}", SUBJECT_MAX)
     return truncate(f"[wirewatch] {one_line(alert.rule_id)}: {headline(alert)}", SUBJECT_MAX)
+
+
+_KIND_LABEL = {"follow_up": "Follow-up", "update": "Update"}
+
+
+def why_again(alert: Alert) -> str:
+    """``Follow-up: <reason>`` / ``Update: <reason>`` for a follow-up, else empty."""
+    label = _KIND_LABEL.get(alert.kind)
+    return f"{label}: {one_line(alert.reason)}" if label else ""
+
+
+def story_line(alert: Alert) -> str:
+    """``<id>, first seen <time> on <outlet>, <n> outlets, <n> items`` (empty: no story)."""
+    view = alert.story_view
+    if view is None:
+        return ""
+    first = datetime.fromtimestamp(view.first_seen, UTC).isoformat(timespec="seconds")
+    return (
+        f"{view.id}, first seen {first} on {view.first_outlet}, "
+        f"{view.outlet_count} outlet(s), {view.items} item(s)"
+    )
 
 
 def entities_by_label(alert: Alert) -> dict[str, list[str]]:
@@ -121,11 +152,14 @@ def email_text(alert: Alert) -> str:
         one_line(item.title) or "(untitled)",
         item.url,
         "",
+        *([why_again(alert), ""] if why_again(alert) else []),
         f"Rule:      {alert.rule_id}",
         f"Query:     {alert.query}",
         f"Feed:      {feed_line(alert)}",
         f"Published: {_published(alert)}",
     ]
+    if story_line(alert):
+        lines.append(f"Story:     {story_line(alert)}")
     if item.summary:
         lines += ["", item.summary.strip()]
     groups = entities_by_label(alert)
@@ -199,6 +233,10 @@ def email_html(alert: Alert) -> str:
         ("Feed", escape(feed_line(alert))),
         ("Published", escape(_published(alert))),
     ]
+    if story_line(alert):
+        rows.append(("Story", escape(story_line(alert))))
+    if why_again(alert):
+        rows.insert(0, (_KIND_LABEL[alert.kind], escape(one_line(alert.reason))))
     out = [
         "<!DOCTYPE html>",
         '<html><head><meta charset="utf-8"></head><body>',
