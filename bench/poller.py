@@ -203,7 +203,8 @@ def bench_config(base: str, plan: Plan, redis_url: str) -> Config:
 
 
 def _poller_child(base: str, plan: Plan, redis_url: str, log_path: str) -> None:
-    # The poller logs as in production: one JSON line per poll, here to a file.
+    # The poller logs as in production (JSON lines at info: a line per changed or failed
+    # poll, a periodic summary), here to a file.
     sys.stdout = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - the process's stdout
     from monitor.logs import configure_logging
     from monitor.poller import Poller
@@ -305,17 +306,26 @@ class PollerProcess:
         result.farm_cpu_s, result.redis_cpu_s = farm1 - farm0, redis1 - redis0
         ours = result.cpu_s + result.farm_cpu_s + result.redis_cpu_s + own1 - own0
         result.other_cpu_s = max(0.0, busy1 - busy0 - ours)
-        self._count(result)
+        self._count(result, at)
         return result
 
-    def _count(self, result: Round) -> None:
-        """Per-round outcome counts from the poller's own log lines."""
-        time.sleep(0.05)  # the last line is written just before the feed is rescheduled
+    def _count(self, result: Round, at: float) -> None:
+        """Per-round outcome counts: statuses from the feeds' state in Redis (an
+        unchanged poll logs at debug only), items from the poller's info log lines."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for feed in self.config.feeds:
+                pipe.hmget(self.keys.feed(feed.url), "last_status", "last_polled")
+            states = pipe.execute()
+        statuses: Counter[str] = Counter()
+        for status, polled in states:
+            if polled is not None and float(polled) >= at - 1:
+                statuses[str(status) if status else "failed"] += 1
+        result.statuses = dict(statuses)
+        time.sleep(0.2)  # a changed poll logs its line just after it is rescheduled
         with self.log_path.open("rb") as handle:
             handle.seek(self._log_offset)
             data = handle.read()
         self._log_offset += len(data)
-        statuses: Counter[str] = Counter()
         for line in data.splitlines():
             try:
                 event = json.loads(line)
@@ -323,13 +333,10 @@ class PollerProcess:
                 continue
             name = event.get("event")
             if name == "feed_polled":
-                statuses[str(event.get("status"))] += 1
                 result.new_items += int(event.get("new") or 0)
                 result.parsed += 0 if event.get("unchanged") else 1
             elif name == "feed_poll_failed":
                 result.failed += 1
-                statuses["failed"] += 1
-        result.statuses = dict(statuses)
 
     def peak_rss_mb(self) -> dict[str, float]:
         """VmHWM of the poller and of each of its children (the parse process)."""

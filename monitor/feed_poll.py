@@ -5,11 +5,17 @@ poll and when; this module polls one). It calls the pure decisions in
 :mod:`monitor.schedule` (next delay, learned interval) and :mod:`monitor.health`, and
 records the outcome in the feed's state hash (:mod:`monitor.feed_state`).
 
-Inputs: a :class:`PollContext` (the poller's open resources and settings) and a
-:class:`~monitor.config.FeedConfig`. Output: a :class:`PollOutcome`, one log line
-(``feed_polled`` or ``feed_poll_failed``), and on a health transition that is news
+Inputs: a :class:`PollContext` (the poller's open resources and settings), a
+:class:`~monitor.config.FeedConfig` and, from a claim, the feed's state and a
+:data:`Recorder` that records the outcome and reschedules the feed in one round trip.
+Output: a :class:`PollOutcome`, one log line (``feed_polled`` — at debug for an
+unchanged feed, counted in :class:`~monitor.poll_stats.PollStats` for the periodic
+summary — or ``feed_poll_failed``), and on a health transition that is news
 (:func:`monitor.health.is_notice`) a ``feed_health_changed`` line and, with
 ``poller.notify_channel`` set, a notice job.
+
+A changed body goes through :mod:`monitor.feed_items`: scanned for its entries' ids,
+only the new entries parsed when the scan can be trusted, new items enqueued.
 
 Invariants:
 
@@ -28,8 +34,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -40,11 +46,12 @@ import structlog
 from monitor import health as health_rules
 from monitor import schedule
 from monitor.config import Config, FeedConfig
-from monitor.enqueue import enqueue_batches, items_queue
+from monitor.feed_items import hand_over, parse_body, parse_changed
 from monitor.feed_state import (
     FeedState,
     HealthChange,
     body_digest,
+    changed_fields,
     encode_buckets,
     load_state,
     record_poll,
@@ -52,13 +59,17 @@ from monitor.feed_state import (
 from monitor.fetch import FetchLimits, FetchResult, fetch
 from monitor.host_limits import HostLimiter
 from monitor.keys import Keys
-from monitor.parse import FeedRef, ParsedFeed, parse_feed
+from monitor.parse import ParsedFeed
 from monitor.parse_pool import ParsePool
 from monitor.poll_errors import FetchError, NotAFeed, PollError
-from monitor.seen import mark_seen, unseen
+from monitor.poll_stats import PollStats
 from monitor.websub import Subscriber
 
 log = structlog.get_logger()
+
+Fields = Mapping[str, str | int | float | None]
+# Records a poll's outcome (fields, health, next delay): returns the health change.
+Recorder = Callable[[Fields, str, float], Awaitable[HealthChange | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,31 +111,63 @@ class PollContext:
     base_dir: Path | None
     rand: Callable[[], float]
     websub: Subscriber | None = None  # set when poller.websub.callback_url is
+    stats: PollStats = field(default_factory=PollStats)
 
 
 async def poll_feed(
-    ctx: PollContext, feed: FeedConfig, deadline: float | None = None
+    ctx: PollContext,
+    feed: FeedConfig,
+    deadline: float | None = None,
+    *,
+    state: FeedState | None = None,
+    record: Recorder | None = None,
 ) -> PollOutcome:
-    """One poll of ``feed``, cut off after ``deadline`` seconds. Never raises."""
+    """One poll of ``feed``, cut off after ``deadline`` seconds. Never raises.
+
+    ``state``: the feed's state as claimed (else it is read here); ``record``: how the
+    outcome is written (else :func:`~monitor.feed_state.record_poll`)."""
     started = time.monotonic()
-    with structlog.contextvars.bound_contextvars(feed=feed.display_name, feed_url=feed.url):
-        state = FeedState()
+    writer = record or functools.partial(_record, ctx, ctx.keys.feed(feed.url))
+    stored: FeedState | None = state  # what the hash holds, when known
+
+    async def record_changes(fields: Fields, health: str, next_in: float) -> HealthChange | None:
+        if stored is not None:
+            fields = changed_fields(stored, fields)
+        return await writer(fields, health, next_in)
+
+    record = record_changes
+    # Every line of the poll carries the feed (bind/reset: cheaper than bound_contextvars,
+    # which copies the whole context, at thousands of polls a second).
+    tokens = structlog.contextvars.bind_contextvars(feed=feed.display_name, feed_url=feed.url)
+    try:
+        loaded = state or FeedState()
         try:
-            state = await load_state(ctx.client, ctx.keys.feed(feed.url))
+            if state is None:
+                loaded = stored = await load_state(ctx.client, ctx.keys.feed(feed.url))
             async with asyncio.timeout(deadline):
-                return await _poll(ctx, feed, state, started)
+                return await _poll(ctx, feed, loaded, started, record)
         except PollError as exc:
-            return await _failed(ctx, feed, state, started, exc.reason, exc)
+            return await _failed(ctx, feed, loaded, started, exc.reason, exc, record)
         except TimeoutError:
             reason = f"poll took longer than {deadline:g}s (its lease) and was cut off"
-            return await _failed(ctx, feed, state, started, reason, None)
+            return await _failed(ctx, feed, loaded, started, reason, None, record)
         except redis.RedisError as exc:
-            return await _failed(ctx, feed, state, started, f"Redis error: {exc}", None)
+            reason = f"Redis error: {exc}"
+            return await _failed(ctx, feed, loaded, started, reason, None, record)
         except Exception as exc:
             # A bug must cost one poll of one feed, not the poller.
             log.exception("feed_poll_crashed", feed=feed.display_name, url=feed.url)
             reason = f"internal error: {type(exc).__name__}: {exc}"
-            return await _failed(ctx, feed, state, started, reason, None)
+            return await _failed(ctx, feed, loaded, started, reason, None, record)
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)
+
+
+async def _record(
+    ctx: PollContext, key: str, fields: Fields, health: str, next_in: float
+) -> HealthChange | None:
+    """The recorder of a poll outside the schedule: the state only."""
+    return await record_poll(ctx.client, key, fields, health=health)
 
 
 async def _fetch(ctx: PollContext, url: str, state: FeedState) -> FetchResult:
@@ -143,7 +186,7 @@ async def _fetch(ctx: PollContext, url: str, state: FeedState) -> FetchResult:
 
 
 async def _poll(
-    ctx: PollContext, feed: FeedConfig, state: FeedState, started: float
+    ctx: PollContext, feed: FeedConfig, state: FeedState, started: float, record: Recorder
 ) -> PollOutcome:
     now = time.time()
     settings = ctx.config.poller
@@ -154,9 +197,10 @@ async def _poll(
     fields: dict[str, str | int | float | None] = {}
     ttl_s = state.ttl  # a 304 carries no body: the last <ttl> still holds
     discovered: str | None = None
-    if result.body is not None and body_digest(result.body) != state.digest:
+    digest = body_digest(result.body) if result.body is not None else None
+    if digest is not None and digest != state.digest:
         try:
-            parsed = await _parse(ctx, feed, result)
+            parsed = await parse_changed(ctx, feed, result)
         except NotAFeed as exc:
             # A web page, not a feed: follow the feed it advertises (one level only) and
             # poll that from now on; a page without one stays a failure with its reason.
@@ -167,15 +211,15 @@ async def _poll(
             result = await _fetch(ctx, discovered, FeedState())  # the page's validators
             if result.body is None:
                 raise FetchError(f"the discovered feed {discovered} sent no body") from exc
-            parsed = await _parse(ctx, feed, result)
+            parsed = await parse_body(ctx, feed, result)
     if result.body is not None:
         fields |= {
             "etag": result.etag,
             "last_modified": result.last_modified,
-            "digest": body_digest(result.body),
+            "digest": body_digest(result.body) if discovered else digest,
         }
         if parsed is not None:
-            new_items, jobs = await _hand_over(ctx, feed, parsed, now)
+            new_items, jobs = await hand_over(ctx, feed, parsed, now)
             ttl_s = parsed.ttl_s
             fields["ttl"] = ttl_s  # a feed that drops its <ttl> drops the hint
     bounds, cadence = _cadence(ctx.config, feed, state)
@@ -191,7 +235,9 @@ async def _poll(
         retry_after=result.retry_after,
     )
     if ctx.websub is not None:  # subscribe to an advertised hub; poll slower while pushed to
-        next_in = await ctx.websub.after_poll(feed.url, parsed, result.url, next_in)
+        next_in = await ctx.websub.after_poll(
+            feed.url, _websub_links(result, parsed), result.url, next_in
+        )
     moved = discovered or _moved_to(result, state, feed)
     counted = len(new_items) if state.last_success is not None else 0  # not the backlog
     fields |= _cadence_fields(cadence, ctx.config.feed_interval(feed))
@@ -202,18 +248,20 @@ async def _poll(
         "last_polled": now,
         "next_poll": now + next_in,
         "last_error": None,
-        "new_by_hour": encode_buckets(health_rules.count_new(state.new_by_hour, now, counted)),
     }
+    buckets = health_rules.count_new(state.new_by_hour, now, counted)
+    if buckets != state.new_by_hour:
+        fields["new_by_hour"] = encode_buckets(buckets)
     if moved:
         fields["current_url"] = moved
-    change = await record_poll(ctx.client, ctx.keys.feed(feed.url), fields, health="healthy")
+    change = await record(fields, "healthy", next_in)
     outcome = PollOutcome(
         feed_url=feed.url,
         ok=True,
         next_in_s=next_in,
         duration_ms=_ms_since(started),
         status=result.status,
-        items=len(parsed.items) if parsed else 0,
+        items=len(parsed.keys) if parsed else 0,
         new=len(new_items),
         skipped=parsed.skipped if parsed else 0,
         jobs=tuple(jobs),
@@ -223,7 +271,14 @@ async def _poll(
         interval=cadence.interval,
         moved_to=moved,
     )
-    log.info(
+    stats = ctx.stats
+    if parsed is None:
+        stats.unchanged += 1
+    else:
+        stats.changed += 1
+        stats.new_items += len(new_items)
+    # An unchanged feed is routine: counted for the periodic summary, logged at debug.
+    (log.debug if parsed is None else log.info)(
         "feed_polled",
         feed=feed.display_name,
         url=feed.url,
@@ -242,56 +297,6 @@ async def _poll(
     return outcome
 
 
-async def _parse(ctx: PollContext, feed: FeedConfig, result: FetchResult) -> ParsedFeed:
-    """feedparser in the parse process, never on the event loop."""
-    assert result.body is not None
-    return await ctx.parser.parse(
-        functools.partial(
-            parse_feed,
-            result.body,
-            feed=FeedRef.from_config(feed),
-            content_type=result.content_type,
-            base_url=result.url,
-        )
-    )
-
-
-async def hand_over_body(
-    ctx: PollContext, feed: FeedConfig, body: bytes, *, content_type: str | None, url: str
-) -> tuple[ParsedFeed, list[str], list[str]]:
-    """Parse a body pushed to us (WebSub) and hand its new items over exactly as a poll
-    does; returns it parsed, the new item keys and the job ids. Raises FeedParseError."""
-    result = FetchResult(status=200, body=body, url=url, content_type=content_type)
-    parsed = await _parse(ctx, feed, result)
-    new_items, jobs = await _hand_over(ctx, feed, parsed, time.time())
-    return parsed, new_items, jobs
-
-
-async def _hand_over(
-    ctx: PollContext, feed: FeedConfig, parsed: ParsedFeed, now: float
-) -> tuple[list[str], list[str]]:
-    """Enqueue the unseen items, then mark every item of the body seen."""
-    seen_key = ctx.keys.seen(feed.url)
-    all_keys = [item.key for item in parsed.items]
-    new_items = await unseen(ctx.client, seen_key, all_keys)
-    fresh = set(new_items)
-    jobs = await asyncio.to_thread(
-        enqueue_batches,
-        items_queue(ctx.rq_client, ctx.keys),
-        [item for item in parsed.items if item.key in fresh],
-        batch_size=ctx.config.poller.batch_size,
-        job_timeout=ctx.config.workers.job_timeout,
-    )
-    await mark_seen(
-        ctx.client,
-        seen_key,
-        all_keys,
-        now=now,
-        keep_seconds=ctx.config.poller.seen_days * 86400,
-    )
-    return new_items, jobs
-
-
 async def _failed(
     ctx: PollContext,
     feed: FeedConfig,
@@ -299,6 +304,7 @@ async def _failed(
     started: float,
     reason: str,
     exc: PollError | None,
+    record: Recorder,
 ) -> PollOutcome:
     settings = ctx.config.poller
     status = exc.status if isinstance(exc, FetchError) else None
@@ -337,9 +343,10 @@ async def _failed(
         fields["current_url"] = moved
     change: HealthChange | None = None
     try:
-        change = await record_poll(ctx.client, ctx.keys.feed(feed.url), fields, health=health)
+        change = await record(fields, health, next_in)
     except redis.RedisError as error:
         reason = f"{reason} (and the failure could not be recorded: {error})"
+    ctx.stats.failed += 1
     log.warning(
         "feed_poll_failed",
         feed=feed.display_name,
@@ -395,6 +402,18 @@ def _cadence_fields(cadence: schedule.Cadence, start: float) -> dict[str, str | 
         "exposure": cadence.exposure,
         "start_interval": start,
     }
+
+
+def _websub_links(
+    result: FetchResult, parsed: ParsedFeed | None
+) -> tuple[str | None, str | None] | None:
+    """The hub and topic a parsed body advertises: HTTP ``Link`` headers first (as the
+    WebSub spec says), then the feed's own links. ``None`` when nothing was parsed."""
+    if parsed is None:
+        return None
+    if result.hub_url is not None:
+        return result.hub_url, result.self_url or parsed.self_url
+    return parsed.hub_url, parsed.self_url or result.self_url
 
 
 def _moved_to(source: object, state: FeedState, feed: FeedConfig) -> str | None:

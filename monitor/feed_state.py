@@ -23,9 +23,9 @@ Invariants:
   never enqueued. A failure never touches them: a malformed body is re-parsed (with
   backoff) rather than mistaken for "unchanged".
 - ``failures`` counts consecutive failures; a success resets it to 0.
-- :func:`record_poll` writes the fields and swaps ``health`` in one Lua script and says
-  whether the health changed, so one transition is reported once even when two pollers
-  race on the same feed.
+- :func:`record_poll` (and the schedule's ``finish``, which shares its Lua) writes the
+  fields and swaps ``health`` in one script and says whether the health changed, so one
+  transition is reported once even when two pollers race on the same feed.
 """
 
 from __future__ import annotations
@@ -50,18 +50,26 @@ _FLOAT_FIELDS = (
     "ttl",
 )
 
-# KEYS[1] the feed hash; ARGV[1] the new health; ARGV[2] n fields to set, then n pairs,
-# then the names of fields to delete. Returns the previous health ("" when none) if it
-# changed, else nil.
-_RECORD = """
-local previous = redis.call('HGET', KEYS[1], 'health')
-local n = tonumber(ARGV[2])
-for i = 3, 2 + 2 * n, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-for i = 3 + 2 * n, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
-redis.call('HSET', KEYS[1], 'health', ARGV[1])
-if previous == ARGV[1] then return false end
-return previous or ''
+# A Lua function shared with the schedule's completion script (monitor.shared_schedule),
+# so a scheduled poll records its outcome and its next due time in one round trip.
+# record(key, health, args, at): args[at] is n, then n field/value pairs, then the names
+# of fields to delete. Returns the previous health ("" when none) if it changed, else
+# false.
+RECORD_LUA = """
+local function record(key, health, args, at)
+  local previous = redis.call('HGET', key, 'health')
+  local n = tonumber(args[at])
+  local set = {'health', health}
+  for i = at + 1, at + 2 * n do set[#set + 1] = args[i] end
+  redis.call('HSET', key, unpack(set))
+  if #args > at + 2 * n then redis.call('HDEL', key, unpack(args, at + 2 * n + 1)) end
+  if previous == health then return false end
+  return previous or ''
+end
 """
+
+# KEYS[1] the feed hash; ARGV[1] the new health, then record_args.
+_RECORD = RECORD_LUA + "return record(KEYS[1], ARGV[1], ARGV, 2)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +149,41 @@ class HealthChange:
     previous: str | None
 
 
+def changed_fields(
+    state: FeedState, fields: Mapping[str, str | int | float | None]
+) -> dict[str, str | int | float | None]:
+    """``fields`` less those already stored as they are in ``state`` (which must be what
+    the hash holds, e.g. read under the claim's lease): a 304 poll then writes a handful
+    of fields instead of twenty."""
+    changed: dict[str, str | int | float | None] = {}
+    for name, value in fields.items():
+        stored = getattr(state, name, _UNKNOWN)  # new_by_hour: a tuple, never equal
+        if stored is _UNKNOWN or stored != value:
+            changed[name] = value
+    return changed
+
+
+_UNKNOWN = object()
+
+
+def record_args(fields: Mapping[str, str | int | float | None]) -> list[str | int | float]:
+    """The arguments of ``record`` in :data:`RECORD_LUA` (``None`` deletes a field)."""
+    setting = [(name, value) for name, value in fields.items() if value is not None]
+    args: list[str | int | float] = [len(setting)]
+    for name, value in setting:
+        args += [name, value]
+    args += [name for name, value in fields.items() if value is None]
+    return args
+
+
+def health_change(previous: object) -> HealthChange | None:
+    """What ``record`` returned, as a :class:`HealthChange` (``None``: unchanged)."""
+    if previous is None:
+        return None
+    text = previous.decode() if isinstance(previous, bytes) else str(previous)
+    return HealthChange(text or None)
+
+
 async def record_poll(
     client: aioredis.Redis,
     key: str,
@@ -149,15 +192,7 @@ async def record_poll(
     health: str,
 ) -> HealthChange | None:
     """Write ``fields`` (``None`` deletes a field) and ``health`` atomically; a
-    :class:`HealthChange` when the stored health was different."""
-    setting = [(name, value) for name, value in fields.items() if value is not None]
-    deleting = [name for name, value in fields.items() if value is None]
-    args: list[str | int | float] = [health, len(setting)]
-    for name, value in setting:
-        args += [name, value]
-    args += deleting
-    previous = await client.eval(_RECORD, 1, key, *args)
-    if previous is None:
-        return None
-    text = previous.decode() if isinstance(previous, bytes) else str(previous)
-    return HealthChange(text or None)
+    :class:`HealthChange` when the stored health was different. (A poll of a claimed
+    feed records through :meth:`monitor.shared_schedule.SharedSchedule.finish`.)"""
+    script = client.register_script(_RECORD)
+    return health_change(await script(keys=[key], args=[health, *record_args(fields)]))

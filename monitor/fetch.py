@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,6 +52,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
+import yarl
 
 from monitor.config import PollerSettings
 from monitor.fetch_decode import ACCEPT_ENCODING, BadEncoding, BodyDecoder, BodyTooLarge
@@ -109,6 +111,8 @@ class FetchResult:
     cache_control_max_age: float | None = None
     expires: float | None = None
     permanent_redirect_to: str | None = None
+    hub_url: str | None = None  # WebSub: an HTTP ``Link: <…>; rel="hub"`` header
+    self_url: str | None = None  # WebSub: ``Link: <…>; rel="self"`` (the topic)
 
     @property
     def not_modified(self) -> bool:
@@ -126,7 +130,7 @@ async def fetch(
 ) -> FetchResult:
     """Fetch ``url``; see the module docstring for results and errors."""
     started = time.monotonic()
-    if urlsplit(url).scheme.lower() == "file":
+    if _split(url).scheme.lower() == "file":
         path = file_path(url, base_dir)
         body = await asyncio.to_thread(_read_file, path, limits.max_bytes)
         return FetchResult(200, body, path.as_uri(), elapsed=time.monotonic() - started)
@@ -181,16 +185,11 @@ async def _fetch_http(
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
-    timeout = aiohttp.ClientTimeout(
-        total=limits.total_timeout,
-        connect=limits.connect_timeout,
-        sock_connect=limits.connect_timeout,
-        sock_read=limits.read_timeout,
-    )
-    host = urlsplit(url).hostname or url
+    timeout = _client_timeout(limits)
+    host = _split(url).hostname or url
     try:
         async with session.get(
-            url,
+            _yarl_url(url),
             headers=headers,
             timeout=timeout,
             # aiohttp raises on its Nth redirect response, i.e. follows N - 1, and
@@ -239,6 +238,21 @@ async def _fetch_http(
         raise FetchError(f"network error with {host}: {exc.strerror or exc}") from exc
     except aiohttp.ClientError as exc:
         raise FetchError(f"HTTP client error: {type(exc).__name__}: {exc}") from exc
+
+
+# Polls repeat the same few thousand URLs: parse each once, not on every poll.
+_split = functools.lru_cache(maxsize=16384)(urlsplit)
+_yarl_url = functools.lru_cache(maxsize=16384)(yarl.URL)
+
+
+@functools.lru_cache(maxsize=64)
+def _client_timeout(limits: FetchLimits) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(
+        total=limits.total_timeout,
+        connect=limits.connect_timeout,
+        sock_connect=limits.connect_timeout,
+        sock_read=limits.read_timeout,
+    )
 
 
 def _caused_by_reset(exc: BaseException) -> bool:
@@ -292,6 +306,7 @@ async def _read_response(
             permanent_redirect_to=moved_to,
         )
     body = await _read_body(response, limits.max_bytes)
+    hub_url, self_url = _link_headers(response)
     return FetchResult(
         status,
         body,
@@ -304,7 +319,28 @@ async def _read_response(
         cache_control_max_age=max_age,
         expires=expires,
         permanent_redirect_to=moved_to,
+        hub_url=hub_url,
+        self_url=self_url,
     )
+
+
+def _link_headers(response: aiohttp.ClientResponse) -> tuple[str | None, str | None]:
+    """WebSub discovery from ``Link`` headers (which the spec puts before the body's
+    links): the first http(s) ``rel="hub"`` and ``rel="self"``, absolute."""
+    if "Link" not in response.headers:
+        return None, None
+    found: dict[str, str] = {}
+    try:
+        links = response.links
+    except ValueError:  # a malformed header: no discovery, not a failed poll
+        return None, None
+    for rel in ("hub", "self"):
+        for link in links.getall(rel, ()):
+            url = str(link.get("url", ""))
+            if url.startswith(("http://", "https://")):
+                found[rel] = url
+                break
+    return found.get("hub"), found.get("self")
 
 
 async def _read_body(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:

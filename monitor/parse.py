@@ -95,6 +95,14 @@ class ParsedFeed:
     ttl_s: float | None = None  # the feed's own "poll me at most this often" (RSS <ttl>)
     hub_url: str | None = None  # WebSub: the hub the feed advertises (rel="hub")
     self_url: str | None = None  # WebSub: the feed's own URL, the topic (rel="self")
+    # Set when only some entries were parsed (monitor.parse_partial): the key of every
+    # entry in the body, so all of them are marked seen.
+    body_keys: tuple[str, ...] = ()
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The item key of every entry in the body, parsed or not."""
+        return self.body_keys or tuple(item.key for item in self.items)
 
 
 @dataclass(frozen=True, slots=True)

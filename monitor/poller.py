@@ -13,19 +13,24 @@ The loop (:meth:`Poller.run`):
 1. sync the configured feeds into the schedule (new feeds due now, removed feeds
    dropped, changed intervals applied);
 2. claim up to ``concurrency − in flight`` due feeds with one atomic script, each with a
-   lease of ``total_timeout + lease_margin`` seconds;
-3. poll them concurrently; each poll is cut off before its lease ends, then sets the
-   feed's next due time (only if it still holds the lease);
+   lease of ``total_timeout + lease_margin`` seconds and the feed's state; claims are
+   batched: with polls in flight, the loop waits until an eighth of the slots are free;
+3. poll them concurrently; each poll is cut off before its lease ends, then records its
+   outcome and sets the feed's next due time (only if it still holds the lease) in one
+   script (:meth:`~monitor.shared_schedule.SharedSchedule.finish`);
 4. sleep until a poll finishes, the earliest due time, or 1 s — whichever is first — so
    feeds with 1-second intervals are honoured and new schedule entries are seen soon.
 
 Resources (created in :meth:`Poller.open`, closed in :meth:`Poller.close`, also via
 ``async with``): one ``aiohttp.ClientSession`` (User-Agent from config, at most
 ``poller.concurrency`` connections), one ``redis.asyncio`` client, one sync
-``redis.Redis`` for rq (rq 2.x is synchronous; it runs in a thread) and a one-process
-parse pool so feedparser never stalls the event loop. With ``poller.websub.callback_url``
-set, also the WebSub callback server and its request loop (:mod:`monitor.websub_server`),
-stopped first; on start the poller unsubscribes feeds no longer configured.
+``redis.Redis`` for rq (rq 2.x is synchronous; it runs in a thread) and a parse pool
+(one process per spare core, at most :data:`MAX_PARSE_PROCESSES`) so feedparser never
+stalls the event loop. Every :data:`~monitor.poll_stats.SUMMARY_EVERY` seconds a
+``poller_summary`` line counts the polls by outcome (unchanged polls log at debug only).
+With ``poller.websub.callback_url`` set, also the WebSub callback server and its request
+loop (:mod:`monitor.websub_server`), stopped first; on start the poller unsubscribes
+feeds no longer configured.
 
 Invariants: a poll never raises; :meth:`Poller.run` returns soon after ``stop`` is set —
 no new claims, in-flight polls get ``grace`` seconds, then are cancelled and their feeds
@@ -51,11 +56,13 @@ import redis.asyncio as aioredis
 import structlog
 
 from monitor.config import Config, FeedConfig
-from monitor.feed_poll import PollContext, PollOutcome, poll_feed
+from monitor.feed_poll import Fields, PollContext, PollOutcome, poll_feed
+from monitor.feed_state import HealthChange
 from monitor.fetch import FetchLimits
 from monitor.host_limits import HostLimiter
 from monitor.keys import Keys
 from monitor.parse_pool import ParsePool
+from monitor.poll_stats import SUMMARY_EVERY
 from monitor.shared_schedule import Claim, SharedSchedule, SyncReport
 from monitor.websub import Subscriber
 from monitor.websub_server import CallbackServer
@@ -69,6 +76,8 @@ HEARTBEAT_EVERY = 2.0
 HEARTBEAT_TTL = 10
 MAX_SLEEP = 1.0  # the longest the loop sleeps between claims
 RESYNC_EVERY = 30.0  # the configured feeds are synced into the schedule this often
+CLAIM_BATCH = 8  # with polls in flight, claim once 1/8 of the slots are free
+MAX_PARSE_PROCESSES = 4
 
 
 class Poller:
@@ -153,7 +162,7 @@ class Poller:
             session=session,
             client=client,
             rq_client=redis.Redis.from_url(self.redis_url),  # rq needs raw bytes
-            parser=ParsePool(),
+            parser=ParsePool(_parse_processes()),
             slots=asyncio.Semaphore(settings.concurrency),
             hosts=HostLimiter(settings.per_host_concurrency),
             limits=FetchLimits.from_settings(settings),
@@ -218,6 +227,7 @@ class Poller:
             with contextlib.suppress(redis.RedisError):
                 # Stopped: not alive any more (its feeds were handed back above).
                 await self._context.client.delete(self._keys.poller_heartbeat(self.name))
+            self._summary()  # the polls since the last summary
             if opened_here:
                 await self.close()
             log.info("poller_stopped", poller=self.name)
@@ -251,7 +261,8 @@ class Poller:
             self._wake.clear()  # before claiming: a poll ending from now on wakes us
             timeout = MAX_SLEEP
             free = concurrency - len(self._in_flight)
-            if free > 0:
+            # One claim per few freed slots, not per poll: a claim is a round trip.
+            if free > 0 and (free * CLAIM_BATCH >= concurrency or not self._in_flight):
                 try:
                     batch = await schedule.claim(free, lease=self.lease, owner=self.name)
                 except redis.RedisError as exc:
@@ -285,14 +296,18 @@ class Poller:
             log.warning("feed_config_unreadable", feed_id=claim.feed_id, poller=self.name)
             await schedule.complete(claim, self.config.poller.max_interval)
             return
-        outcome = await poll_feed(self._context, feed, deadline=self.deadline)
-        try:
-            kept = await schedule.complete(claim, outcome.next_in_s)
-        except redis.RedisError as exc:
-            # The lease runs out and another poller (or this one) takes the feed again.
-            log.warning("feed_reschedule_failed", feed=feed.display_name, reason=str(exc))
-            return
-        if not kept:
+        kept: list[bool] = []
+
+        async def record(fields: Fields, health: str, next_in: float) -> HealthChange | None:
+            done, change = await schedule.finish(claim, next_in, fields=fields, health=health)
+            kept.append(done)
+            return change
+
+        await poll_feed(
+            self._context, feed, deadline=self.deadline, state=claim.state, record=record
+        )
+        # Not recorded (Redis failed): the lease runs out and the feed is taken again.
+        if kept and not kept[-1]:
             log.warning("feed_lease_lost", feed=feed.display_name, poller=self.name)
 
     def _feed(self, claim: Claim) -> FeedConfig | None:
@@ -327,12 +342,15 @@ class Poller:
 
     async def _heartbeat(self, stop: asyncio.Event, schedule: SharedSchedule) -> None:
         """Say this poller is alive; free the feeds of pollers that are not."""
-        beaten = time.monotonic()
+        beaten = summarised = time.monotonic()
         while not stop.is_set():
             await _wait_any(stop, None, MAX_SLEEP)
             if time.monotonic() - beaten >= HEARTBEAT_EVERY:
                 beaten = time.monotonic()
                 await self._beat()
+            if time.monotonic() - summarised >= SUMMARY_EVERY:
+                summarised = time.monotonic()
+                self._summary()
             try:
                 freed = await schedule.free_orphans()
             except redis.RedisError as exc:
@@ -341,11 +359,29 @@ class Poller:
                 if freed:
                     log.warning("feeds_of_dead_poller_freed", feeds=freed, poller=self.name)
 
+    def _summary(self) -> None:
+        """One info line with the polls since the last one (unchanged polls log at debug)."""
+        stats = self._context.stats
+        if stats.polls:
+            log.info(
+                "poller_summary",
+                poller=self.name,
+                polls=stats.polls,
+                in_flight=len(self._in_flight),
+                period_s=SUMMARY_EVERY,
+                **stats.take(),
+            )
+
     @property
     def _context(self) -> PollContext:
         if self._ctx is None:
             raise RuntimeError("Poller is not open: use 'async with Poller(...)' or open()")
         return self._ctx
+
+
+def _parse_processes() -> int:
+    """One parse process per core beyond the poller's own, within bounds."""
+    return max(1, min(MAX_PARSE_PROCESSES, (os.cpu_count() or 2) - 1))
 
 
 def _config_generation(config: Config) -> float:

@@ -16,11 +16,15 @@ Protocol:
    interval brings the due time forward to at most one new interval from now.
 2. :meth:`SharedSchedule.claim` — one Lua script, so atomic: take up to N feeds whose
    score is ≤ now, set each score to now + lease, return each with its lease end (the
-   *token*) and its config. A claimed feed is not due again until its lease ends, so no
-   other poller can take it meanwhile.
+   *token*), its config and its state (:class:`~monitor.feed_state.FeedState`, so a
+   poll needs no read of its own). A claimed feed is not due again until its lease ends,
+   so no other poller can take it meanwhile.
 3. :meth:`SharedSchedule.complete` — also a Lua script: set the next due time, only if the
    score still equals the token. A poller whose lease ran out (it was slow, or presumed
    dead and its feed taken over) therefore cannot overwrite its successor's lease.
+   :meth:`SharedSchedule.finish` does the same and records the poll's outcome in the
+   feed's state in the same script: a poll of an unchanged feed costs one round trip
+   (plus its share of a batched claim).
 
 A poller that dies mid-poll simply never completes: its lease ends and the feed is due
 again, so another poller takes it within one lease plus one claim loop. The lease is
@@ -38,16 +42,20 @@ build ``feedconf`` key names from the prefix, so they assume one Redis, not a cl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 
 from monitor.config import Config
+from monitor.feed_state import RECORD_LUA, FeedState, HealthChange, health_change, record_args
 from monitor.keys import Keys, feed_id
+from monitor.redis_batch import ScriptBatcher
 
 # KEYS[1] schedule, KEYS[2] leases; ARGV: limit, lease seconds, feedconf key prefix,
-# poller name. Returns {now, earliest score left or "", id1, token1, config1, id2, ...}.
+# poller name, feed state key prefix. Returns {now, earliest score left or "",
+# {id1, token1, config1, {state1 field, value, ...}}, ...}.
 _CLAIM = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -58,9 +66,10 @@ for _, id in ipairs(due) do
   redis.call('ZADD', KEYS[1], lease_end, id)
   local token = redis.call('ZSCORE', KEYS[1], id)
   redis.call('HSET', KEYS[2], id, token .. ' ' .. ARGV[4])
-  out[#out + 1] = id
-  out[#out + 1] = token
-  out[#out + 1] = redis.call('HGET', ARGV[3] .. id, 'config') or ''
+  out[#out + 1] = {
+    id, token, redis.call('HGET', ARGV[3] .. id, 'config') or '',
+    redis.call('HGETALL', ARGV[5] .. id)
+  }
 end
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if first[2] then out[2] = first[2] end
@@ -69,16 +78,29 @@ return out
 
 # KEYS[1] schedule, KEYS[2] leases; ARGV: id, token, claimed at, delay.
 # 1 if set, 0 if the lease was lost.
-_COMPLETE = """
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('HDEL', KEYS[2], ARGV[1])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local delay = tonumber(ARGV[4])
-local due = math.max(tonumber(ARGV[3]) + delay, now + delay / 10)
-redis.call('ZADD', KEYS[1], due, ARGV[1])
-return 1
+_COMPLETE_LUA = """
+local function complete(args)
+  if redis.call('ZSCORE', KEYS[1], args[1]) ~= args[2] then return 0 end
+  redis.call('HDEL', KEYS[2], args[1])
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  local delay = tonumber(args[4])
+  local due = math.max(tonumber(args[3]) + delay, now + delay / 10)
+  redis.call('ZADD', KEYS[1], due, args[1])
+  return 1
+end
 """
+_COMPLETE = _COMPLETE_LUA + "return complete(ARGV)"
+
+# KEYS[1] schedule, KEYS[2] leases, KEYS[3] the feed's state hash; ARGV: id, token,
+# claimed at, delay, health, then monitor.feed_state.record_args. The poll's outcome is
+# recorded whether or not the lease is still held (as a poll outside the schedule
+# would); the due time only with the lease. Returns {1 or 0 (lease lost), health change}.
+_FINISH = (
+    RECORD_LUA
+    + _COMPLETE_LUA
+    + "local change = record(KEYS[3], ARGV[5], ARGV, 6)\nreturn {complete(ARGV), change}"
+)
 
 # KEYS[1] schedule, KEYS[2] leases; ARGV[1] heartbeat key prefix. Feeds leased by a
 # poller without a heartbeat become due now. Returns how many.
@@ -111,6 +133,7 @@ class Claim:
     token: str
     claimed_at: float
     config_json: str
+    state: FeedState | None = None  # the feed's state when it was claimed
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +160,8 @@ class SharedSchedule:
         self._claim = client.register_script(_CLAIM)
         self._complete = client.register_script(_COMPLETE)
         self._orphans = client.register_script(_ORPHANS)
+        # Polls end in bursts: their finish calls share pipelines (monitor.redis_batch).
+        self._finish = ScriptBatcher(client, client.register_script(_FINISH))
 
     async def sync(self, config: Config, *, lease: float, generation: float = 0.0) -> SyncReport:
         """Bring the schedule to the enabled feeds of ``config``.
@@ -191,13 +216,20 @@ class SharedSchedule:
     async def claim(self, limit: int, *, lease: float, owner: str = "?") -> ClaimBatch:
         """Take up to ``limit`` due feeds for ``lease`` seconds (atomic) for the poller
         named ``owner`` (whose heartbeat key must exist, see :meth:`free_orphans`)."""
-        reply: Sequence[str] = await self._claim(
+        reply: Sequence[Any] = await self._claim(
             keys=[self._keys.schedule(), self._keys.leases()],
-            args=[max(0, limit), lease, self._keys.feed_conf(""), owner],
+            args=[
+                max(0, limit),
+                lease,
+                self._keys.feed_conf(""),
+                owner,
+                self._keys.feed_by_id(""),
+            ],
         )
         now = float(reply[0])
         claims = tuple(
-            Claim(reply[i], reply[i + 1], now, reply[i + 2]) for i in range(2, len(reply), 3)
+            Claim(fid, token, now, config, FeedState.from_hash(_pairs(state)))
+            for fid, token, config, state in reply[2:]
         )
         return ClaimBatch(now, float(reply[1]) if reply[1] else None, claims)
 
@@ -209,6 +241,31 @@ class SharedSchedule:
             args=[claim.feed_id, claim.token, repr(claim.claimed_at), repr(delay)],
         )
         return bool(done)
+
+    async def finish(
+        self,
+        claim: Claim,
+        delay: float,
+        *,
+        fields: Mapping[str, str | int | float | None],
+        health: str,
+    ) -> tuple[bool, HealthChange | None]:
+        """Record a poll's outcome in the feed's state (as
+        :func:`monitor.feed_state.record_poll`) and :meth:`complete` the claim, in one
+        atomic round trip. Returns whether the lease was still held, and the health
+        change."""
+        kept, change = await self._finish.call(
+            [self._keys.schedule(), self._keys.leases(), self._keys.feed_by_id(claim.feed_id)],
+            [
+                claim.feed_id,
+                claim.token,
+                repr(claim.claimed_at),
+                repr(delay),
+                health,
+                *record_args(fields),
+            ],
+        )
+        return bool(kept), health_change(change)
 
     async def free_orphans(self) -> int:
         """Make the feeds leased by pollers whose heartbeat expired due now (atomic);
@@ -242,3 +299,8 @@ def _resume_at(next_poll: str | None, now: float, start: float, config: Config) 
         return now
     cap = max(start, config.poller.max_backoff, config.poller.gone_interval)
     return min(max(now, float(next_poll)), now + cap)
+
+
+def _pairs(flat: Sequence[Any]) -> dict[Any, Any]:
+    """A Lua ``HGETALL`` reply (field, value, field, value …) as a mapping."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))

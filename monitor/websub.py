@@ -1,7 +1,8 @@
 """WebSub subscriber (https://www.w3.org/TR/websub/): subscriptions, their state and leases.
 
 Role: when ``poller.websub.callback_url`` is set, a feed that advertises a hub
-(``rel="hub"``, topic ``rel="self"``) gets pushed to us: a poll reports the links
+(``rel="hub"``, topic ``rel="self"``; in HTTP ``Link`` headers, which win, or in the
+feed itself) gets pushed to us: a poll reports the links
 (:meth:`Subscriber.after_poll`), this module asks the hub for a subscription, answers the
 hub's verification of intent, renews the lease at 80 % and unsubscribes when the feed is
 no longer configured. Receiving the pushed content is :mod:`monitor.websub_server`'s job
@@ -53,7 +54,6 @@ import structlog
 
 from monitor.config import WebSubSettings
 from monitor.keys import Keys, feed_id
-from monitor.parse import ParsedFeed
 
 log = structlog.get_logger()
 
@@ -169,11 +169,17 @@ class Subscriber:
     # -- the poll's side ------------------------------------------------------------------
 
     async def after_poll(
-        self, feed_url: str, parsed: ParsedFeed | None, fetched_url: str, delay: float
+        self,
+        feed_url: str,
+        links: tuple[str | None, str | None] | None,
+        fetched_url: str,
+        delay: float,
     ) -> float:
-        """Note the links of a freshly parsed body; return the next poll's delay."""
-        if parsed is not None:
-            await self.discovered(feed_url, parsed.hub_url, parsed.self_url or fetched_url)
+        """Note the ``(hub, self)`` links of a freshly parsed body (``None``: the body
+        was not parsed, nothing learned); return the next poll's delay."""
+        if links is not None:
+            hub, topic = links
+            await self.discovered(feed_url, hub, topic or fetched_url)
         sub = await self.subscription(feed_id(feed_url))
         return fallback_delay(sub, delay, self.settings.fallback_interval, time.time())
 

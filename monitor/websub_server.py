@@ -4,7 +4,7 @@ Role: the inbound HTTP edge of WebSub, started by the poller when
 ``poller.websub.callback_url`` is set, listening on ``poller.websub.listen`` (a reverse
 proxy maps the public callback URL onto it). The subscription state machine is
 :mod:`monitor.websub`; pushed bodies go through the poller's own parse → first-seen →
-enqueue path (:func:`monitor.feed_poll.hand_over_body`), so a pushed item and a polled
+enqueue path (:func:`monitor.feed_items.hand_over_body`), so a pushed item and a polled
 item are handed over identically and never twice.
 
 Routes, ``{feed_id}`` being :func:`monitor.keys.feed_id` of the configured URL:
@@ -34,7 +34,8 @@ import structlog
 from aiohttp import web
 
 from monitor.config import FeedConfig
-from monitor.feed_poll import PollContext, hand_over_body
+from monitor.feed_items import hand_over_body
+from monitor.feed_poll import PollContext
 from monitor.keys import feed_id
 from monitor.poll_errors import FeedParseError
 from monitor.websub import Subscriber, signature_ok

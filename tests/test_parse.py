@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import os
 import pickle
@@ -15,6 +17,7 @@ from monitor.discover import discover_feeds
 from monitor.items import Item
 from monitor.normalise import item_key
 from monitor.parse import FeedRef, ParsedFeed, parse_feed
+from monitor.parse_pool import ParsePool
 from monitor.poll_errors import FeedParseError, NotAFeed
 
 NOW = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
@@ -219,6 +222,25 @@ def test_results_and_errors_cross_a_process_boundary() -> None:
     error = pickle.loads(pickle.dumps(FeedParseError("not a feed: got an HTML page")))
     assert isinstance(error, FeedParseError)
     assert error.reason == "not a feed: got an HTML page"
+
+
+def test_a_pool_of_two_parse_processes_shares_the_work() -> None:
+    async def main() -> list[ParsedFeed]:
+        pool = ParsePool(2)
+        try:
+            call = functools.partial(
+                parse_feed,
+                RSS2,
+                feed=FeedRef(url="https://x.example/"),
+                content_type=None,
+                base_url="https://x.example/",
+            )
+            return await asyncio.gather(*(pool.parse(call) for _ in range(4)))
+        finally:
+            await pool.close()
+
+    results = asyncio.run(main())
+    assert len({len(parsed.items) for parsed in results}) == 1 and len(results) == 4
 
 
 def test_a_mislabelled_content_type_is_only_a_warning() -> None:

@@ -20,7 +20,7 @@ from rq.serializers import JSONSerializer
 
 from monitor.config import Config, FeedConfig, PollerSettings, RedisSettings
 from monitor.enqueue import batches
-from monitor.feed_state import FeedState
+from monitor.feed_state import FeedState, changed_fields
 from monitor.items import Item, items_from_payload
 from monitor.keys import Keys
 from monitor.parse import ParsedFeed
@@ -439,3 +439,97 @@ def test_rss_ttl_delays_the_next_poll(feed_server: FeedServer, redis_url: str, p
     first, second = poll_times(make_config(prefix, feed), redis_url, feed, 2)
     assert first.next_in_s == 1800
     assert second.next_in_s == 1800  # unchanged body: the stored ttl still holds
+
+
+def test_only_the_new_entries_of_a_changed_body_are_parsed(
+    feed_server: FeedServer, redis_url: str, redis_client: redis.Redis, prefix: str
+) -> None:
+    entries = [("a", "Alpha"), ("b", "Beta"), ("c", "Gamma")]
+    url = feed_server.set("wire.xml", rss(*entries))
+    feed = FeedConfig(url=url, name="Wire")
+
+    async def body(poller: Poller) -> tuple[list[PollOutcome], dict[str, int]]:
+        first = await poller.poll_feed(feed)
+        feed_server.set("wire.xml", rss(("d", "Delta"), *entries))
+        second = await poller.poll_feed(feed)
+        return [first, second], poller._context.stats.take()
+
+    (first, second), stats = with_poller(make_config(prefix, feed), redis_url, body)
+    assert (first.items, first.new, second.items, second.new) == (3, 3, 4, 1)
+    assert (stats["parsed_partial"], stats["parsed_whole"]) == (1, 1)  # the first: all new
+    last = items_from_payload(jobs(redis_client, prefix)[-1].args[0])
+    assert [(item.guid, item.title, item.summary) for item in last] == [
+        ("d", "Delta", "Body of Delta")
+    ]
+    seen = redis_client.zcard(Keys(prefix).seen(url))
+    assert seen == 4  # every entry of the body is marked seen, parsed or not
+
+
+def test_a_body_the_scan_cannot_trust_is_parsed_whole(
+    feed_server: FeedServer, redis_url: str, redis_client: redis.Redis, prefix: str
+) -> None:
+    # One entry without a GUID: its key comes from its link, which only a parse knows.
+    no_guid = "<item><title>Loose</title><link>https://example.com/loose</link></item>"
+    url = feed_server.set(
+        "wire.xml", rss(("a", "Alpha")).replace("</channel>", no_guid + "</channel>")
+    )
+    feed = FeedConfig(url=url)
+
+    async def body(poller: Poller) -> tuple[PollOutcome, dict[str, int]]:
+        outcome = await poller.poll_feed(feed)
+        return outcome, poller._context.stats.take()
+
+    outcome, stats = with_poller(make_config(prefix, feed), redis_url, body)
+    assert (outcome.items, outcome.new) == (2, 2)
+    assert (stats["parsed_partial"], stats["parsed_whole"]) == (0, 1)
+
+
+def test_an_unchanged_poll_logs_at_debug_and_the_summary_counts_it(
+    feed_server: FeedServer, redis_url: str, prefix: str
+) -> None:
+    url = feed_server.set("wire.xml", rss(("a", "Alpha")))
+    feed = FeedConfig(url=url, name="Wire", interval=1)
+    config = make_config(prefix, feed)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(Poller(config, redis_url, grace=1).run(stop))
+        await wait_for_polls(logs, 3, within=20)
+        stop.set()
+        await task
+
+    with structlog.testing.capture_logs() as logs:
+        asyncio.run(main())
+    polled = [e for e in logs if e["event"] == "feed_polled"]
+    assert len(polled) >= 2
+    assert polled[0]["log_level"] == "info" and not polled[0]["unchanged"]
+    assert all(e["log_level"] == "debug" and e["unchanged"] for e in polled[1:])
+    (summary,) = [e for e in logs if e["event"] == "poller_summary"]  # the one at stop
+    assert summary["log_level"] == "info"
+    assert summary["changed"] == 1 and summary["unchanged"] == len(polled) - 1
+    assert (summary["failed"], summary["new_items"]) == (0, 1)
+    assert summary["polls"] == len(polled)
+
+
+def test_only_changed_fields_are_written_back() -> None:
+    stored = FeedState(etag='"v1"', failures=0, interval=300.0, new_by_hour=((1, 2),))
+    fields = {
+        "etag": '"v1"',
+        "failures": 0,
+        "interval": 300.0,
+        "last_error": None,  # already absent
+        "last_status": 304,
+        "ttl": None,
+        "new_by_hour": '{"1":2}',  # encoded: always written when present
+    }
+    assert changed_fields(stored, fields) == {"last_status": 304, "new_by_hour": '{"1":2}'}
+    assert changed_fields(FeedState(last_error="x"), {"last_error": None}) == {"last_error": None}
+
+
+async def wait_for_polls(logs: list[dict[str, object]], n: int, *, within: float) -> None:
+    """Until ``n`` feed_polled lines are captured (a loaded machine may be slow)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:  # nothing to wait on but the captured logs
+        if sum(e["event"] == "feed_polled" for e in logs) >= n:
+            return
+        await asyncio.sleep(0.05)

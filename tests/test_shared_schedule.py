@@ -236,3 +236,63 @@ def test_a_dead_pollers_feed_is_taken_over_without_waiting_for_the_lease(
     # The holder has no heartbeat (killed): the survivor's sweep frees its feed at once.
     taken = _takeover_after(feed_server, redis_url, prefix, holder_alive=False)
     assert taken < 2.5
+
+
+def test_a_claim_carries_the_feeds_state_and_finish_records_it_in_one_step(
+    redis_url: str, prefix: str
+) -> None:
+    config = make_config(prefix, *feeds_of(1))
+    keys = Keys(prefix)
+
+    async def body(schedule: SharedSchedule) -> None:
+        await schedule.sync(config, lease=30)
+        url = config.feeds[0].url
+        await schedule._client.hset(keys.feed(url), mapping={"etag": '"v1"', "failures": 2})
+        (claim,) = (await schedule.claim(5, lease=30)).claims
+        assert claim.state is not None
+        assert (claim.state.etag, claim.state.failures) == ('"v1"', 2)
+        kept, change = await schedule.finish(
+            claim, 120, fields={"etag": '"v2"', "failures": None}, health="failing"
+        )
+        assert kept and change is not None and change.previous is None
+        stored = await schedule._client.hgetall(keys.feed(url))
+        assert stored == {"etag": '"v2"', "health": "failing"}
+        due = await schedule.due_at(url)
+        assert due == pytest.approx(claim.claimed_at + 120, abs=0.01)
+        # The lease is gone: the outcome is still recorded, the due time is not touched.
+        kept, change = await schedule.finish(claim, 5, fields={"etag": '"v3"'}, health="failing")
+        assert (kept, change) == (False, None)
+        assert await schedule._client.hget(keys.feed(url), "etag") == '"v3"'
+        assert await schedule.due_at(url) == due
+
+    with_schedule(redis_url, prefix, body)
+
+
+def test_finishes_of_one_loop_turn_share_a_pipeline_and_survive_a_script_flush(
+    redis_url: str, prefix: str
+) -> None:
+    config = make_config(prefix, *feeds_of(30))
+
+    async def body(schedule: SharedSchedule) -> None:
+        await schedule.sync(config, lease=30)
+        claims = (await schedule.claim(20, lease=30)).claims
+        results = await asyncio.gather(
+            *(
+                schedule.finish(c, 600, fields={"n": i}, health="healthy")
+                for i, c in enumerate(claims)
+            )
+        )
+        assert [kept for kept, _ in results] == [True] * 20
+        await schedule._client.script_flush()  # Redis forgets the script: loaded again
+        rest = (await schedule.claim(20, lease=30)).claims
+        assert len(rest) == 10
+        results = await asyncio.gather(
+            *(schedule.finish(c, 600, fields={}, health="healthy") for c in rest)
+        )
+        assert [kept for kept, _ in results] == [True] * 10
+        assert (await schedule.claim(30, lease=30)).claims == ()
+        for i, claim in enumerate(claims):
+            stored = await schedule._client.hget(Keys(prefix).feed_by_id(claim.feed_id), "n")
+            assert stored == str(i)
+
+    with_schedule(redis_url, prefix, body)

@@ -308,3 +308,24 @@ def test_a_hub_that_refuses_is_logged_and_asked_again_later(
     assert redis_client.hget(key, "state") == b"subscribing"
     due = redis_client.zscore(Keys(prefix).websub_due(), feed_id(url))
     assert due is not None and 250 < due - now <= 300
+
+
+def test_a_hub_in_http_link_headers_is_subscribed_to(
+    feed_server: FeedServer, hub: Hub, redis_url: str, prefix: str
+) -> None:
+    topic = feed_server.url("linked.xml")
+    links = f'<{hub.url}>; rel="hub", <{topic}>; rel="self"'
+    # The body names another hub: the Link header wins, as the WebSub spec says.
+    body = websub_rss("https://elsewhere.example/hub", topic, ("a", "Alpha"))
+    feed_server.set("linked.xml", body, headers={"Link": links})
+    feed = FeedConfig(url=topic, name="Linked")
+    config = make_config(prefix, free_port(), feed)
+
+    async def check(poller: Poller) -> None:
+        outcome = await poller.poll_feed(feed)
+        assert outcome.ok
+        await until(lambda: bool(hub.subscribers(topic)))
+        (request,) = hub.requests_for("subscribe")
+        assert request["hub.topic"] == topic
+
+    run(config, redis_url, check)

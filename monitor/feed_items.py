@@ -1,0 +1,120 @@
+"""A changed body's way to the workers: parse (only what is new) → enqueue → mark seen.
+
+Role: the half of a poll (:mod:`monitor.feed_poll`) that runs when a body changed, and
+the whole of a WebSub push (:func:`hand_over_body`). A body is scanned for its entries'
+ids first (:mod:`monitor.entry_scan`); when the scan can be trusted, only the entries
+the first-seen filter does not know are parsed (:mod:`monitor.parse_partial`, in the
+parse process), else the whole body is (:func:`monitor.parse.parse_feed`).
+
+Invariant (what makes "nothing is lost" hold): new items are enqueued *before* every
+item key of the body is marked seen (:mod:`monitor.seen`); a crash in between re-enqueues
+at worst, and the workers deduplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from typing import TYPE_CHECKING
+
+import structlog
+
+from monitor.config import FeedConfig
+from monitor.enqueue import enqueue_batches, items_queue
+from monitor.entry_scan import scan_entries
+from monitor.fetch import FetchResult
+from monitor.normalise import item_key
+from monitor.parse import FeedRef, ParsedFeed, parse_feed
+from monitor.parse_partial import parse_partial
+from monitor.seen import mark_seen, unseen
+
+if TYPE_CHECKING:  # feed_poll imports this module
+    from monitor.feed_poll import PollContext
+
+log = structlog.get_logger()
+
+
+async def parse_changed(ctx: PollContext, feed: FeedConfig, result: FetchResult) -> ParsedFeed:
+    """Parse only the entries the first-seen filter does not know, when a scan of the
+    body can be trusted (see the module docstring); else the whole body."""
+    assert result.body is not None
+    scan = scan_entries(result.body)
+    if scan is None:
+        return await parse_body(ctx, feed, result)
+    keys = tuple(item_key(feed.url, guid, None, None) for guid in scan.ids)
+    fresh = set(await unseen(ctx.client, ctx.keys.seen(feed.url), keys))
+    wanted = tuple(index for index, key in enumerate(keys) if key in fresh)
+    if len(wanted) == len(keys):
+        return await parse_body(ctx, feed, result)  # all new (a first poll): no cut to make
+    try:
+        cut = scan.cut(result.body, wanted)
+    except ValueError:  # a JSON Feed that json.loads read once but not twice: never
+        return await parse_body(ctx, feed, result)
+    parsed = await ctx.parser.parse(
+        functools.partial(
+            parse_partial,
+            cut,  # a few KB instead of the whole body through the pipe
+            expected=frozenset(keys[index] for index in wanted),
+            body_keys=keys,
+            feed=FeedRef.from_config(feed),
+            content_type=result.content_type,
+            base_url=result.url,
+        )
+    )
+    if parsed is None:
+        log.debug("feed_scan_untrusted", url=feed.url)  # the scan proved wrong: parse all
+        return await parse_body(ctx, feed, result)
+    ctx.stats.parsed_partial += 1
+    return parsed
+
+
+async def parse_body(ctx: PollContext, feed: FeedConfig, result: FetchResult) -> ParsedFeed:
+    """feedparser in the parse process, never on the event loop."""
+    assert result.body is not None
+    ctx.stats.parsed_whole += 1
+    return await ctx.parser.parse(
+        functools.partial(
+            parse_feed,
+            result.body,
+            feed=FeedRef.from_config(feed),
+            content_type=result.content_type,
+            base_url=result.url,
+        )
+    )
+
+
+async def hand_over_body(
+    ctx: PollContext, feed: FeedConfig, body: bytes, *, content_type: str | None, url: str
+) -> tuple[ParsedFeed, list[str], list[str]]:
+    """Parse a body pushed to us (WebSub) and hand its new items over exactly as a poll
+    does; returns it parsed, the new item keys and the job ids. Raises FeedParseError."""
+    result = FetchResult(status=200, body=body, url=url, content_type=content_type)
+    parsed = await parse_body(ctx, feed, result)
+    new_items, jobs = await hand_over(ctx, feed, parsed, time.time())
+    return parsed, new_items, jobs
+
+
+async def hand_over(
+    ctx: PollContext, feed: FeedConfig, parsed: ParsedFeed, now: float
+) -> tuple[list[str], list[str]]:
+    """Enqueue the unseen items, then mark every item of the body seen."""
+    seen_key = ctx.keys.seen(feed.url)
+    all_keys = list(parsed.keys)
+    new_items = await unseen(ctx.client, seen_key, [item.key for item in parsed.items])
+    fresh = set(new_items)
+    jobs = await asyncio.to_thread(
+        enqueue_batches,
+        items_queue(ctx.rq_client, ctx.keys),
+        [item for item in parsed.items if item.key in fresh],
+        batch_size=ctx.config.poller.batch_size,
+        job_timeout=ctx.config.workers.job_timeout,
+    )
+    await mark_seen(
+        ctx.client,
+        seen_key,
+        all_keys,
+        now=now,
+        keep_seconds=ctx.config.poller.seen_days * 86400,
+    )
+    return new_items, jobs
