@@ -50,6 +50,14 @@ class EntryScan:
     ids: tuple[str, ...]
     spans: tuple[tuple[int, int], ...] = ()  # XML only: [start, end) of each entry
 
+    def raw_entries(self, body: bytes) -> list[bytes]:
+        """Each entry's own bytes (a JSON Feed item: its canonical JSON), in order; a
+        digest of them tells an edited entry from an unchanged one without parsing."""
+        if self.kind == "json":
+            items = json.loads(body)["items"]
+            return [json.dumps(item, sort_keys=True).encode() for item in items]
+        return [body[start:end] for start, end in self.spans]
+
     def cut(self, body: bytes, wanted: tuple[int, ...]) -> bytes:
         """``body`` holding only the entries at the indexes ``wanted``, header and
         trailer (the feed's own elements, namespace declarations) kept as they are."""

@@ -3,8 +3,11 @@
 Role: the half of a poll (:mod:`monitor.feed_poll`) that runs when a body changed, and
 the whole of a WebSub push (:func:`hand_over_body`). A body is scanned for its entries'
 ids first (:mod:`monitor.entry_scan`); when the scan can be trusted, only the entries
-the first-seen filter does not know are parsed (:mod:`monitor.parse_partial`, in the
-parse process), else the whole body is (:func:`monitor.parse.parse_feed`).
+the first-seen filter does not know — or whose bytes changed since they were seen — are
+parsed (:mod:`monitor.parse_partial`, in the parse process), else the whole body is
+(:func:`monitor.parse.parse_feed`). A seen item whose title or summary changed is
+enqueued again with its key (``item_updated`` in the log); the workers decide whether
+the edit is material (:mod:`monitor.seen` keeps the revisions).
 
 Invariant (what makes "nothing is lost" hold): new items are enqueued *before* every
 item key of the body is marked seen (:mod:`monitor.seen`); a crash in between re-enqueues
@@ -14,6 +17,7 @@ at worst, and the workers deduplicate.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import time
 from typing import TYPE_CHECKING
@@ -27,7 +31,7 @@ from monitor.fetch import FetchResult
 from monitor.normalise import item_key
 from monitor.parse import FeedRef, ParsedFeed, parse_feed
 from monitor.parse_partial import parse_partial
-from monitor.seen import mark_seen, unseen
+from monitor.seen import Revision, entry_revision, mark_seen, seen_state, text_revision
 
 if TYPE_CHECKING:  # feed_poll imports this module
     from monitor.feed_poll import PollContext
@@ -36,17 +40,25 @@ log = structlog.get_logger()
 
 
 async def parse_changed(ctx: PollContext, feed: FeedConfig, result: FetchResult) -> ParsedFeed:
-    """Parse only the entries the first-seen filter does not know, when a scan of the
+    """Parse only the entries that are new or whose bytes changed, when a scan of the
     body can be trusted (see the module docstring); else the whole body."""
     assert result.body is not None
     scan = scan_entries(result.body)
     if scan is None:
         return await parse_body(ctx, feed, result)
     keys = tuple(item_key(feed.url, guid, None, None) for guid in scan.ids)
-    fresh = set(await unseen(ctx.client, ctx.keys.seen(feed.url), keys))
-    wanted = tuple(index for index, key in enumerate(keys) if key in fresh)
-    if len(wanted) == len(keys):
-        return await parse_body(ctx, feed, result)  # all new (a first poll): no cut to make
+    entries = tuple(entry_revision(raw) for raw in scan.raw_entries(result.body))
+    seen, stored = await seen_state(
+        ctx.client, ctx.keys.seen(feed.url), ctx.keys.seen_revisions(feed.url), keys
+    )
+    wanted = tuple(
+        index
+        for index, (was_seen, old) in enumerate(zip(seen, stored, strict=True))
+        if not was_seen or old is None or old.entry != entries[index]
+    )
+    revisions = tuple(zip(keys, entries, strict=True))
+    if len(wanted) == len(keys):  # all new (a first poll): no cut to make
+        return dataclasses.replace(await parse_body(ctx, feed, result), entry_revisions=revisions)
     try:
         cut = scan.cut(result.body, wanted)
     except ValueError:  # a JSON Feed that json.loads read once but not twice: never
@@ -66,7 +78,7 @@ async def parse_changed(ctx: PollContext, feed: FeedConfig, result: FetchResult)
         log.debug("feed_scan_untrusted", url=feed.url)  # the scan proved wrong: parse all
         return await parse_body(ctx, feed, result)
     ctx.stats.parsed_partial += 1
-    return parsed
+    return dataclasses.replace(parsed, entry_revisions=revisions)
 
 
 async def parse_body(ctx: PollContext, feed: FeedConfig, result: FetchResult) -> ParsedFeed:
@@ -98,23 +110,37 @@ async def hand_over_body(
 async def hand_over(
     ctx: PollContext, feed: FeedConfig, parsed: ParsedFeed, now: float
 ) -> tuple[list[str], list[str]]:
-    """Enqueue the unseen items, then mark every item of the body seen."""
-    seen_key = ctx.keys.seen(feed.url)
-    all_keys = list(parsed.keys)
-    new_items = await unseen(ctx.client, seen_key, [item.key for item in parsed.items])
-    fresh = set(new_items)
+    """Enqueue the unseen and the edited items, then mark every item of the body seen;
+    returns the new item keys (edited ones are logged, not counted as new) and job ids."""
+    seen_key, revisions_key = ctx.keys.seen(feed.url), ctx.keys.seen_revisions(feed.url)
+    seen, stored = await seen_state(
+        ctx.client, seen_key, revisions_key, [item.key for item in parsed.items]
+    )
+    entries = dict(parsed.entry_revisions)
+    revisions: dict[str, Revision] = {key: Revision(entry) for key, entry in entries.items()}
+    fresh, edited = [], []
+    for item, was_seen, old in zip(parsed.items, seen, stored, strict=True):
+        text = text_revision(item.title, item.summary)
+        revisions[item.key] = Revision(entries.get(item.key, old.entry if old else ""), text)
+        if not was_seen:
+            fresh.append(item)
+        elif old is not None and old.text and old.text != text:
+            edited.append(item)
+            log.info("item_updated", feed=feed.display_name, item=item.key, title=item.title)
     jobs = await asyncio.to_thread(
         enqueue_batches,
         items_queue(ctx.rq_client, ctx.keys),
-        [item for item in parsed.items if item.key in fresh],
+        fresh + edited,
         batch_size=ctx.config.poller.batch_size,
         job_timeout=ctx.config.workers.job_timeout,
     )
     await mark_seen(
         ctx.client,
         seen_key,
-        all_keys,
+        list(parsed.keys),
         now=now,
         keep_seconds=ctx.config.poller.seen_days * 86400,
+        revisions_key=revisions_key,
+        revisions=revisions,
     )
-    return new_items, jobs
+    return [item.key for item in fresh], jobs

@@ -15,6 +15,7 @@ installations with different prefixes never take each other's jobs.
 | ``leases`` | hash | feed id → "{token} {poller}" while a poller polls it | the poll |
 | ``feedconf:{feed_id}`` | hash | the feed's config (JSON), synced by pollers | configured |
 | ``seen:{feed_id}`` | zset | item keys first seen on a feed → unix time | ``seen_days`` |
+| ``seen:{feed_id}:rev`` | hash | item key → "{entry digest}:{text digest}" | as ``seen`` |
 | ``dedupe:{kind}:{digest}`` | string | item key that claimed a GUID/URL/text | ``dedupe_days`` |
 | ``item:{item_key}`` | string | processed item (JSON: item, entities, story) | ``dedupe_days`` |
 | ``items:recent`` | zset | item key → unix time it was processed (backtests) | ``dedupe_days`` |
@@ -86,6 +87,10 @@ class Keys:
 
     def seen(self, url: str) -> str:
         return f"{self.prefix}seen:{feed_id(url)}"
+
+    def seen_revisions(self, url: str) -> str:
+        """Item key → what its entry last looked like, to notice an edited item."""
+        return f"{self.prefix}seen:{feed_id(url)}:rev"
 
     def dedupe(self, kind: str, value_digest: str) -> str:
         return f"{self.prefix}dedupe:{kind}:{value_digest}"

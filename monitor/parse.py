@@ -98,6 +98,9 @@ class ParsedFeed:
     # Set when only some entries were parsed (monitor.parse_partial): the key of every
     # entry in the body, so all of them are marked seen.
     body_keys: tuple[str, ...] = ()
+    # Set by the poller when it scanned the body: (item key, digest of the entry's bytes)
+    # for every entry, so an entry whose bytes did not change is not parsed next time.
+    entry_revisions: tuple[tuple[str, str], ...] = ()
 
     @property
     def keys(self) -> tuple[str, ...]:

@@ -1,17 +1,29 @@
-"""The first-seen filter: which item keys of a feed have never left the poller before.
+"""The first-seen filter: which item keys of a feed have never left the poller before,
+and which were seen but have been edited since.
 
-Role: make an unchanged (or partly changed) feed enqueue only what is new.
+Role: make an unchanged (or partly changed) feed enqueue only what is new — or what
+changed: an entry that keeps its GUID but gets a new headline or summary is sent again
+(same key, new text), and the workers tell a material update from a cosmetic edit
+(:mod:`workers.updates`).
 
-Storage: one sorted set per feed at :meth:`monitor.keys.Keys.seen`; members are item
-keys, scores the unix time the key was last *seen in the feed*.
+Storage, per feed (:meth:`monitor.keys.Keys.seen` and ``seen_revisions``):
+
+- a sorted set: members are item keys, scores the unix time the key was last *seen in
+  the feed*;
+- a hash: item key → its :class:`Revision`, ``"{entry}:{text}"`` — a digest of the
+  entry's raw bytes (when the poller scanned the body, :mod:`monitor.entry_scan`) and a
+  digest of its normalised title and summary. The entry digest lets a scanned body skip
+  parsing entries whose bytes did not change; the text digest decides whether a parsed
+  entry really changed (a new ``<pubDate>`` alone changes the bytes, not the text).
 
 Protocol (the order is what makes "nothing is lost" hold):
 
-1. :func:`unseen` — which of the keys in the body are not in the set (``ZMSCORE``,
-   read-only);
-2. the poller enqueues those items;
-3. :func:`mark_seen` — all keys of the body are written with score ``now`` and keys not
-   seen for ``keep_seconds`` are trimmed, in one transaction.
+1. :func:`seen_state` — which keys are seen, and their revisions (read-only, one round
+   trip);
+2. the poller enqueues the new and the edited items;
+3. :func:`mark_seen` — all keys of the body are written with score ``now``, the new
+   revisions stored, and keys not seen for ``keep_seconds`` forgotten (both structures),
+   atomically.
 
 A crash between 2 and 3 re-enqueues the same items on the next poll; the workers'
 dedupe absorbs that. The reverse order could lose items, so it is not offered.
@@ -25,9 +37,63 @@ longer than ``seen_days`` keeps its set until it changes, and then refreshes it 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+
+# KEYS[1]: the seen zset, KEYS[2]: the revisions hash. ARGV[1]: now, ARGV[2]: the
+# oldest score kept, ARGV[3]: how many keys follow; then the keys, then revision pairs.
+_MARK_SEEN = """
+local count = tonumber(ARGV[3])
+for i = 4, 3 + count do
+  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[i])
+end
+for i = 4 + count, #ARGV, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2])
+for i = 1, #old, 500 do
+  local chunk = {unpack(old, i, math.min(i + 499, #old))}
+  redis.call('ZREM', KEYS[1], unpack(chunk))
+  redis.call('HDEL', KEYS[2], unpack(chunk))
+end
+return #old
+"""
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
+
+
+def entry_revision(raw: bytes) -> str:
+    """The digest of an entry's raw bytes, as the scan found them."""
+    return _digest(raw)
+
+
+def text_revision(title: str, summary: str) -> str:
+    """The digest of an item's normalised title and summary."""
+    return _digest(f"{title}\x1f{summary}".encode())
+
+
+@dataclass(frozen=True, slots=True)
+class Revision:
+    """What an entry looked like when last seen; an empty part means "not known"."""
+
+    entry: str = ""
+    text: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.entry}:{self.text}"
+
+    @classmethod
+    def parse(cls, raw: str | bytes | None) -> Revision | None:
+        if raw is None:
+            return None
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        entry, _, digest = text.partition(":")
+        return cls(entry, digest)
 
 
 async def unseen(client: aioredis.Redis, key: str, item_keys: Sequence[str]) -> list[str]:
@@ -38,6 +104,19 @@ async def unseen(client: aioredis.Redis, key: str, item_keys: Sequence[str]) -> 
     return [k for k, score in zip(item_keys, scores, strict=True) if score is None]
 
 
+async def seen_state(
+    client: aioredis.Redis, key: str, revisions_key: str, item_keys: Sequence[str]
+) -> tuple[list[bool], list[Revision | None]]:
+    """For each of ``item_keys``: whether it was seen, and its stored revision."""
+    if not item_keys:
+        return [], []
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.zmscore(key, list(item_keys))
+        pipe.hmget(revisions_key, list(item_keys))
+        scores, revisions = await pipe.execute()
+    return [score is not None for score in scores], [Revision.parse(raw) for raw in revisions]
+
+
 async def mark_seen(
     client: aioredis.Redis,
     key: str,
@@ -45,10 +124,14 @@ async def mark_seen(
     *,
     now: float,
     keep_seconds: float,
+    revisions_key: str | None = None,
+    revisions: Mapping[str, Revision] | None = None,
 ) -> None:
-    """Record ``item_keys`` as seen at ``now``; forget keys unseen for ``keep_seconds``."""
-    async with client.pipeline(transaction=True) as pipe:
-        if item_keys:
-            pipe.zadd(key, dict.fromkeys(item_keys, now))
-        pipe.zremrangebyscore(key, "-inf", f"({now - keep_seconds}")
-        await pipe.execute()
+    """Record ``item_keys`` as seen at ``now`` and store ``revisions``; forget keys unseen
+    for ``keep_seconds`` (and their revisions)."""
+    pairs = [part for item, rev in (revisions or {}).items() for part in (item, str(rev))]
+    script = client.register_script(_MARK_SEEN)  # EVALSHA; loads the script when missing
+    await script(
+        keys=[key, revisions_key or f"{key}:rev"],
+        args=[now, now - keep_seconds, len(item_keys), *item_keys, *pairs],
+    )
