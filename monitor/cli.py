@@ -138,5 +138,26 @@ register_backtest_command(cli, lambda: _load(_config_path()))
 register_entities_command(cli, lambda: _load(_config_path()))
 
 
+def _accept_config_everywhere(group: click.Group) -> None:
+    """Give every sub-command (and sub-group) its own ``--config``, as the README says."""
+    for command in group.commands.values():
+        if not any(param.name == "config" for param in command.params):
+            command.params.append(
+                click.Option(
+                    ["--config"],
+                    type=click.Path(dir_okay=False),
+                    default=None,
+                    expose_value=False,
+                    callback=_remember_config,
+                    help=_CONFIG_HELP,
+                )
+            )
+        if isinstance(command, click.Group):
+            _accept_config_everywhere(command)
+
+
+_accept_config_everywhere(cli)
+
+
 def main() -> None:
     cli(prog_name="wirewatch")
