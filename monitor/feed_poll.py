@@ -12,7 +12,10 @@ Output: a :class:`PollOutcome`, one log line (``feed_polled`` — at debug for a
 unchanged feed, counted in :class:`~monitor.poll_stats.PollStats` for the periodic
 summary — or ``feed_poll_failed``), and on a health transition that is news
 (:func:`monitor.health.is_notice`) a ``feed_health_changed`` line and, with
-``poller.notify_channel`` set, a notice job.
+``poller.notify_channel`` set, a notice job. Metrics (polls by outcome, fetch time,
+publication → fetch) go to the poller's :class:`~monitor.metrics.PeriodicBuffer`, written
+to Redis by the first poll to end after :data:`~monitor.metrics.FLUSH_EVERY` seconds and
+by :func:`flush_metrics` (the poller, at stop): no round trip of its own per poll.
 
 A changed body goes through :mod:`monitor.feed_items`: scanned for its entries' ids,
 only the new entries parsed when the scan can be trusted, new items enqueued.
@@ -59,6 +62,7 @@ from monitor.feed_state import (
 from monitor.fetch import FetchLimits, FetchResult, fetch
 from monitor.host_limits import HostLimiter
 from monitor.keys import Keys
+from monitor.metrics import FETCH_SECONDS, POLLS, PUBLISH_TO_FETCH, PeriodicBuffer, status_class
 from monitor.parse import ParsedFeed
 from monitor.parse_pool import ParsePool
 from monitor.poll_errors import FetchError, NotAFeed, PollError
@@ -112,6 +116,17 @@ class PollContext:
     rand: Callable[[], float]
     websub: Subscriber | None = None  # set when poller.websub.callback_url is
     stats: PollStats = field(default_factory=PollStats)
+    metrics: PeriodicBuffer = field(default_factory=PeriodicBuffer)
+
+
+async def flush_metrics(ctx: PollContext) -> None:
+    """Write the poller's buffered metrics now (at stop, or from a periodic task).
+
+    Never raises on a Redis error: the counts stay buffered for the next flush."""
+    try:
+        await ctx.metrics.flush(ctx.client, ctx.keys)
+    except redis.RedisError as exc:
+        log.warning("metrics_flush_failed", reason=str(exc))
 
 
 async def poll_feed(
@@ -126,6 +141,19 @@ async def poll_feed(
 
     ``state``: the feed's state as claimed (else it is read here); ``record``: how the
     outcome is written (else :func:`~monitor.feed_state.record_poll`)."""
+    outcome = await _poll_feed(ctx, feed, deadline, state, record)
+    if ctx.metrics.due():  # at most once a second per poller, not once per poll
+        await flush_metrics(ctx)
+    return outcome
+
+
+async def _poll_feed(
+    ctx: PollContext,
+    feed: FeedConfig,
+    deadline: float | None,
+    state: FeedState | None,
+    record: Recorder | None,
+) -> PollOutcome:
     started = time.monotonic()
     writer = record or functools.partial(_record, ctx, ctx.keys.feed(feed.url))
     stored: FeedState | None = state  # what the hash holds, when known
@@ -175,14 +203,21 @@ async def _fetch(ctx: PollContext, url: str, state: FeedState) -> FetchResult:
     # must happen before the clock starts; the host's slot first, so a feed waiting for
     # its busy host does not sit on a global slot another host's feed could use.
     async with ctx.hosts.slot(url), ctx.slots:
-        return await fetch(
-            ctx.session,
-            url,
-            etag=state.etag,
-            last_modified=state.last_modified,
-            limits=ctx.limits,
-            base_dir=ctx.base_dir,
-        )
+        started = time.monotonic()
+        try:
+            result = await fetch(
+                ctx.session,
+                url,
+                etag=state.etag,
+                last_modified=state.last_modified,
+                limits=ctx.limits,
+                base_dir=ctx.base_dir,
+            )
+        except Exception:
+            ctx.metrics.observe(FETCH_SECONDS, time.monotonic() - started, "error")
+            raise
+        ctx.metrics.observe(FETCH_SECONDS, time.monotonic() - started, "ok")
+        return result
 
 
 async def _poll(
@@ -274,9 +309,13 @@ async def _poll(
     stats = ctx.stats
     if parsed is None:
         stats.unchanged += 1
+        ctx.metrics.inc(POLLS, "unchanged", status_class(result.status))
     else:
         stats.changed += 1
         stats.new_items += len(new_items)
+        ctx.metrics.inc(POLLS, "changed", status_class(result.status))
+        if counted:  # a feed's first poll finds its backlog, not news
+            _observe_publication(ctx, parsed, new_items, now)
     # An unchanged feed is routine: counted for the periodic summary, logged at debug.
     (log.debug if parsed is None else log.info)(
         "feed_polled",
@@ -347,6 +386,7 @@ async def _failed(
     except redis.RedisError as error:
         reason = f"{reason} (and the failure could not be recorded: {error})"
     ctx.stats.failed += 1
+    ctx.metrics.inc(POLLS, "failed", status_class(status))
     log.warning(
         "feed_poll_failed",
         feed=feed.display_name,
@@ -438,6 +478,16 @@ async def _announce(
     await health_rules.announce(
         ctx.config, ctx.keys, ctx.rq_client, feed, url, change, health, reason, now
     )
+
+
+def _observe_publication(
+    ctx: PollContext, parsed: ParsedFeed, new_items: list[str], now: float
+) -> None:
+    """Publication → fetch of each new item that says when it was published."""
+    new = set(new_items)
+    for item in parsed.items:
+        if item.key in new and item.published is not None:
+            ctx.metrics.observe(PUBLISH_TO_FETCH, now - item.published.timestamp())
 
 
 def _ms_since(started: float) -> int:

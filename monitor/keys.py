@@ -43,6 +43,7 @@ installations with different prefixes never take each other's jobs.
 | ``heartbeat:poller:{name}`` | string | a poller is alive (JSON: at, in flight) | 10 s |
 | ``websub:{feed_id}`` | hash | a WebSub subscription: hub, topic, secret, state | until dropped |
 | ``websub:due`` | zset | feed id → when its next (un)subscribe request to the hub is due | kept |
+| ``metrics:{name}`` | hash | a metric (:mod:`monitor.metrics`): labels → count, sum | kept |
 """
 
 from __future__ import annotations
@@ -172,6 +173,10 @@ class Keys:
     def websub_due(self) -> str:
         """Feed id → when its next request to its hub is due (renewals, retries)."""
         return f"{self.prefix}websub:due"
+
+    def metric(self, name: str) -> str:
+        """One metric's hash, shared by every process (see :mod:`monitor.metrics`)."""
+        return f"{self.prefix}metrics:{name}"
 
     @property
     def items_queue(self) -> str:

@@ -5,7 +5,8 @@ Role: the body of ``process_batch`` (:mod:`workers.jobs` is the thin rq entry po
 Round trips to Redis per batch: exact dedupe (1), stories (probe, fetch, commit: 2–3),
 exact copies' stories (0–2), the touched stories' alerts and names with the items'
 previous versions (1); then per item its alerts (each idempotent) and one pipeline of
-writes.
+writes; last, the batch's metrics (:mod:`monitor.metrics`: items by result, story joins,
+matches per rule, alerts raised, publication → match) in one pipeline (1).
 
 Order matters for restart safety: alerts and follow-ups (idempotent by id) are raised
 *before* the state they are decided from is written (the story's names, the item's
@@ -27,6 +28,14 @@ import structlog
 from monitor.config import RuleConfig
 from monitor.items import Item
 from monitor.keys import Keys, digest
+from monitor.metrics import (
+    ALERTS_RAISED,
+    ITEMS_PROCESSED,
+    PUBLISH_TO_MATCH,
+    RULE_MATCHES,
+    STORY_JOINS,
+    MetricsBuffer,
+)
 from workers.alerts import alert_id, raise_alert
 from workers.dedupe import dedupe, release
 from workers.entities import distinct, item_text
@@ -59,6 +68,7 @@ class _Context:
     now: float
     counts: dict[str, int]
     rules: dict[str, RuleConfig]
+    metrics: MetricsBuffer = field(default_factory=MetricsBuffer)
 
 
 def process_items(
@@ -72,7 +82,7 @@ def process_items(
     for item, owner in found.duplicates:
         log.info("item_duplicate", item=item.key, feed=item.feed_name, duplicate_of=owner)
     extracted = res.extractor.extract_many([item_text(item) for item in found.new])
-    views = _assign(connection, res, found.new, now)
+    views, joined = _assign(connection, res, found.new, now)
     copies = _copies(connection, res, found.duplicates, views, now)
     stories, previous, owner_entities = _load(connection, keys, views, copies)
     context = _Context(
@@ -105,20 +115,30 @@ def process_items(
         _raise_follow_ups(context, item, owner_entities.get(owner, []), story, None, [])
     if failed:
         release(connection, keys, [item for item, _ in failed])
+    metrics = context.metrics
+    metrics.inc(ITEMS_PROCESSED, "new", by=len(found.new) - len(failed))
+    metrics.inc(ITEMS_PROCESSED, "duplicate", by=len(found.duplicates))
+    metrics.inc(ITEMS_PROCESSED, "failed", by=len(failed))
+    # An item processed before (edited, or its batch run again) is no news for a story.
+    metrics.inc(STORY_JOINS, by=len(joined - previous.keys()))
+    metrics.flush_sync(connection, keys)
     return context.counts, failed
 
 
 def _assign(
     connection: redis.Redis, res: Resources, items: Sequence[Item], now: float
-) -> dict[str, StoryView]:
+) -> tuple[dict[str, StoryView], set[str]]:
+    """Each item's story, and the keys of the items that joined a story (not started one)."""
     settings = res.config.workers.stories
     if not settings.enabled:  # every item is its own story
-        return {i.key: StoryView(i.key, now, ((outlet_of(i), now),), 1) for i in items}
+        return {i.key: StoryView(i.key, now, ((outlet_of(i), now),), 1) for i in items}, set()
     if not items:
-        return {}
+        return {}, set()
     backend = RedisBackend(connection, res.keys, int(res.config.workers.dedupe_days * 86400))
     index = StoryIndex(backend, settings.window_hours * 3600, settings.threshold)
-    return {key: found.story for key, found in index.assign(items, now).items()}
+    found = index.assign(items, now)
+    joined = {key for key, assignment in found.items() if not assignment.created}
+    return {key: assignment.story for key, assignment in found.items()}, joined
 
 
 def _copies(
@@ -196,14 +216,18 @@ def _process_item(
     keys = res.keys
     earlier = dict(story.alerts)  # rules that alerted before this item: follow-ups
     matches = res.rules.match(item, entities, story.view)
+    if matches and item.published is not None:
+        context.metrics.observe(PUBLISH_TO_MATCH, time.time() - item.published.timestamp())
     for match in matches:
         context.counts["matches"] += 1
+        context.metrics.inc(RULE_MATCHES, match.rule_id)
         rule = context.rules.get(match.rule_id)
         if rule is None:
             continue
         alert = _alert(match, rule, item, entities, story.view, alert_id(rule.id, story.view.id))
         if raise_alert(connection, res, alert, rule):
             context.counts["alerts"] += 1
+            context.metrics.inc(ALERTS_RAISED, rule.id, alert.kind)
         if rule.id not in story.alerts:
             first = FirstAlert(alert.id, item.key, story.view.outlet_count, item.title)
             story.alerts[rule.id] = first
@@ -268,6 +292,7 @@ def _raise_follow_ups(
             )
             if raise_alert(context.connection, context.res, alert, rule):
                 context.counts["follow_ups"] += 1
+                context.metrics.inc(ALERTS_RAISED, rule.id, alert.kind)
 
 
 def _alert(

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import redis
 import structlog
 
+from monitor.metrics import DELIVERIES, count
 from workers import digest as digests
 from workers.alerts import schedule_flush
 from workers.delivery import DeliveryError, deliver_digest
@@ -74,6 +75,7 @@ def flush(connection: redis.Redis, res: Resources, channel_name: str, attempt: i
         history(
             connection, res, "delivered", alert.id, channel=channel_name, digest=batch.digest_id
         )
+    count(connection, keys, DELIVERIES, channel_name, "digest", "sent")
     log.info("digest_delivered", digest_id=batch.digest_id, alerts=len(present), attempt=attempt)
     _done(connection, res, channel_name, batch.alert_ids)
     return "delivered"

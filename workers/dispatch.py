@@ -14,6 +14,10 @@ Idempotency: ``delivered:{alert}:{channel}`` is checked before and set after a s
 ``sending:{alert}:{channel}`` keeps two copies of a job from sending at the same moment.
 A crash between a send and its mark may repeat a send; the receiver drops it by the
 ``webhook-id`` / ``Message-ID``, which is the alert id.
+
+Metrics (:mod:`monitor.metrics`): ``wirewatch_deliveries_total`` by channel, kind and
+result (sent, retried, dead) and publication → delivery; a sent alert's go in the same
+pipeline as its history entry, so they cost no round trip of their own.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from rq.serializers import JSONSerializer
 
 from monitor.config_channels import RetrySettings
 from monitor.keys import Keys, digest
+from monitor.metrics import DELIVERIES, PUBLISH_TO_DELIVERY, MetricsBuffer, count
 from workers import deadletter
 from workers.delivery import DeliveryError
 from workers.delivery import deliver as deliver_to_channel
@@ -225,7 +230,15 @@ def deliver_alert(
     ttl = int(res.config.workers.alert_days * 86400)
     connection.set(keys.delivered(alert_id, channel_name), str(time.time()), ex=ttl)
     _release_lock(connection, lock, owner)
-    history(connection, res, "delivered", alert_id, channel=channel_name, attempt=attempt)
+    metrics = MetricsBuffer()
+    metrics.inc(DELIVERIES, channel_name, "alert", "sent")
+    if alert.item.published is not None:
+        age = time.time() - alert.item.published.timestamp()
+        metrics.observe(PUBLISH_TO_DELIVERY, age, channel_name)
+    pipe = connection.pipeline(transaction=False)
+    history(pipe, res, "delivered", alert_id, channel=channel_name, attempt=attempt)
+    metrics.write(pipe, keys)
+    pipe.execute()
     log.info("alert_delivered", rule=alert.rule_id, title=alert.item.title, attempt=attempt)
     return "delivered"
 
@@ -259,6 +272,7 @@ def after_failure(
     if should_retry(policy, attempt, exc.transient):
         delay = retry_delay(policy, attempt, exc.retry_after)
         retry(attempt + 1, delay)
+        count(connection, res.keys, DELIVERIES, target.channel, target.kind, "retried")
         log.warning(
             f"{target.kind}_delivery_failed",
             reason=exc.reason,
@@ -288,6 +302,7 @@ def bury(connection: redis.Redis, res: Resources, target: Target, reason: str) -
         attempts=tuple(deadletter.attempts_of(connection, res.keys, target.id, target.channel)),
     )
     deadletter.bury(connection, res.keys, letter)
+    count(connection, res.keys, DELIVERIES, target.channel, target.kind, "dead")
     alerts = [target.id] if target.kind == "alert" else list(target.alert_ids)
     for alert in alerts:
         history(connection, res, "dead", alert, channel=target.channel, reason=reason)
@@ -309,7 +324,9 @@ def _alert_target(alert: Alert, channel: str) -> Target:
 def history(
     connection: redis.Redis, res: Resources, event: str, alert_id: str, **fields: str | int
 ) -> None:
-    """Append to the capped alert history stream (read by ``wirewatch alerts list``)."""
+    """Append to the capped alert history stream (read by ``wirewatch alerts list``).
+
+    ``connection`` may be a pipeline: the entry then goes with the caller's writes."""
     entry: dict[str, str | int] = {"event": event, "id": alert_id, **fields}
     connection.xadd(
         res.keys.alert_history(),

@@ -31,6 +31,7 @@ from rq import get_current_job
 from rq.job import Job
 
 from monitor.items import Item, items_from_payload
+from monitor.metrics import DELIVERIES, count
 from workers import resources
 from workers.batch import process_items
 from workers.dedupe import release
@@ -184,5 +185,6 @@ def feed_notice(payload: dict[str, Any], attempt: int = 1) -> str:
             return after_failure(connection, res, target, attempt, exc, retry)
         ttl = int(res.config.workers.alert_days * 86400)
         connection.set(delivered, str(time.time()), ex=ttl)
+        count(connection, res.keys, DELIVERIES, name, "notice", "sent")
         log.info("feed_notice_delivered", channel=name, state=notice.state)
         return "delivered"
