@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= config/wirewatch.yaml
 PIP    := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
-.PHONY: run test lint format install install-dev clean
+.PHONY: run test lint format install install-dev clean chromium
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "wirewatch needs Python 3.11 or newer (set PYTHON=python3.x)")'
@@ -29,7 +29,15 @@ install-dev: $(VENV)/.installed-dev
 run: $(VENV)/.installed
 	$(BIN)/wirewatch --config $(CONFIG) run
 
-test: $(VENV)/.installed-dev
+# The dashboard test drives Debian's chromium through playwright (no browser download).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || [ -x "$${WIREWATCH_CHROMIUM:-}" ] || { \
+	  [ "$$(id -u)" = 0 ] && export DEBIAN_FRONTEND=noninteractive && \
+	  { apt-get install -y -q chromium >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }; } || \
+	  echo "chromium is missing and cannot be installed here: tests/test_dashboard.py will fail (WIREWATCH_SKIP_BROWSER=1 skips it)"
+
+test: $(VENV)/.installed-dev chromium
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed-dev

@@ -17,6 +17,7 @@ from monitor.cli_backtest import register as register_backtest_command
 from monitor.cli_entities import register as register_entities_command
 from monitor.cli_feeds import register as register_feed_commands
 from monitor.cli_match import register as register_match_command
+from monitor.cli_serve import register as register_serve_command
 from monitor.cli_status import register as register_status_commands
 from monitor.config import Config
 from monitor.config_loader import ConfigError, load_config
@@ -136,6 +137,7 @@ register_status_commands(cli, lambda: _load(_config_path()))
 register_match_command(cli, lambda: _load(_config_path()))
 register_backtest_command(cli, lambda: _load(_config_path()))
 register_entities_command(cli, lambda: _load(_config_path()))
+register_serve_command(cli, lambda: _load(_config_path()))
 
 
 def _accept_config_everywhere(group: click.Group) -> None:

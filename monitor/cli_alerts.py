@@ -20,14 +20,19 @@ from monitor.redis_server import running_url
 from monitor.service import redis_url_for
 
 
-def connect(config: Config) -> redis.Redis:
-    """The service's Redis, for the operator commands (``alerts``, ``stories``, ``status``)."""
+def service_url(config: Config) -> str:
+    """The service's Redis URL: ``redis.url``, ``$REDIS_URL`` or a running embedded one."""
     url = redis_url_for(config) or running_url(config.data_dir())
     if not url:
         raise click.ClickException(
             "no Redis to read: set REDIS_URL (or redis.url), or start 'wirewatch run'"
         )
-    return redis.Redis.from_url(url)
+    return url
+
+
+def connect(config: Config) -> redis.Redis:
+    """The service's Redis, for the operator commands (``alerts``, ``stories``, ``status``)."""
+    return redis.Redis.from_url(service_url(config))
 
 
 def _when(timestamp: float) -> str:

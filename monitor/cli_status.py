@@ -24,6 +24,7 @@ from monitor.cli_alerts import connect
 from monitor.config import Config
 from monitor.health import FeedStatus, read_statuses
 from monitor.keys import Keys
+from monitor.liveness import pollers_alive
 
 _HEADERS = ("FEED", "STATE", "LAST SUCCESS", "FAILS", "LAST ERROR", "ITEMS/DAY", "NEXT POLL")
 _WIDTHS = (32, 8, 12, 5, 40, 9, 10)
@@ -86,7 +87,7 @@ def register(cli: click.Group, load: Callable[[], Config]) -> None:
         try:
             now = time.time()
             rows = read_statuses(client, keys, config.feeds, now=now)
-            pollers = len(list(client.scan_iter(match=keys.poller_heartbeat("*"), count=100)))
+            pollers = len(pollers_alive(client, keys))
         except redis.RedisError as exc:
             raise click.ClickException(f"cannot read Redis: {exc}") from exc
         finally:

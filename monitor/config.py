@@ -19,7 +19,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from monitor.config_channels import (
     AppriseChannel,
@@ -36,6 +36,7 @@ from monitor.config_channels import (
 from monitor.config_types import RateLimit
 
 __all__ = [
+    "ApiSettings",
     "AppriseChannel",
     "Channel",
     "Config",
@@ -189,6 +190,33 @@ class LoggingSettings(_Model):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class ApiSettings(_Model):
+    """The HTTP API and dashboard (``wirewatch serve``; ``wirewatch run`` when enabled).
+
+    Only loopback is served without a token: the server refuses to start on any other
+    address unless ``token`` (or ``$WIREWATCH_API_TOKEN``) is set.
+    """
+
+    enabled: bool = Field(False, description="'wirewatch run' serves the API and dashboard too")
+    host: str = Field("127.0.0.1", min_length=1, description="address to listen on")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port (0: any free port)")
+    token: SecretStr | None = Field(
+        None, description="bearer token; required unless bound to loopback"
+    )
+    max_queue_length: int = Field(
+        10_000, ge=1, description="/readyz fails when a queue holds more jobs than this"
+    )
+    max_queue_age: float = Field(
+        300, gt=0, description="/readyz fails when a queue's oldest job waited longer (s)"
+    )
+
+    @field_validator("token")
+    @classmethod
+    def _empty_is_none(cls, token: SecretStr | None) -> SecretStr | None:
+        # ``"${WIREWATCH_API_TOKEN:-}"`` with the variable unset means "no token".
+        return token if token is not None and token.get_secret_value() else None
+
+
 class FeedConfig(_Model):
     url: str
     name: str = ""
@@ -274,6 +302,7 @@ class Config(_Model):
     poller: PollerSettings = PollerSettings()
     workers: WorkerSettings = WorkerSettings()
     logging: LoggingSettings = LoggingSettings()
+    api: ApiSettings = ApiSettings()
     feeds: list[FeedConfig] = Field(default_factory=list)
     channels: dict[str, Channel] = Field(default_factory=dict)
     rules: list[RuleConfig] = Field(default_factory=list)

@@ -1,12 +1,15 @@
-"""The public surface of ``workers`` used by the CLI (the composition root)."""
+"""The public surface of ``workers`` used by the CLI and the HTTP API (composition roots)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import redis
+
 from monitor.config import Config
 from monitor.items import Item
+from monitor.keys import Keys
 from workers.backtest import BacktestRow, backtest_items, backtest_recent
 from workers.entities import annotate_lines, load_extractor
 from workers.match import RuleMatch, RuleSet, document_of
@@ -20,7 +23,7 @@ from workers.operations import (
     unmute_story,
 )
 from workers.query import And, Query, QueryError, parse_query, render
-from workers.story_store import StoryRecord, recent_stories
+from workers.story_store import StoryRecord, recent_stories, story_records
 from workers.worker import run_worker
 
 __all__ = [
@@ -41,8 +44,23 @@ __all__ = [
     "recent_stories",
     "replay",
     "run_worker",
+    "story_page",
+    "story_records",
     "unmute_story",
 ]
+
+
+def story_page(
+    connection: redis.Redis, keys: Keys, offset: int, limit: int
+) -> tuple[list[StoryRecord], int]:
+    """One page of stories, newest first, and how many the index lists (for paging)."""
+    ids = [
+        raw.decode() if isinstance(raw, bytes) else str(raw)
+        for raw in connection.zrevrange(keys.stories(), offset, offset + max(1, limit) - 1)
+    ]
+    found = story_records(connection, keys, ids)
+    total = int(connection.zcard(keys.stories()))
+    return [found[story] for story in ids if story in found], total
 
 
 def query_error(
