@@ -93,14 +93,21 @@ def check() -> None:
 @cli.command()
 @_config_option
 def run() -> None:
-    """Run everything here: (embedded) Redis, workers and the poller."""
-    from monitor.service import run_service
+    """Run everything here: (embedded) Redis, workers, the poller (and the API if enabled)."""
+    from monitor.api_security import ApiSecurityError
+    from monitor.cli_serve import start_api
+    from monitor.service import ApiStartError, run_service
+    from workers.api import query_error
 
     config = _load_checked(_config_path())
     try:
-        run_service(config)
+        run_service(
+            config, check_query=query_error, start_api=start_api if config.api.enabled else None
+        )
     except RedisServerError as exc:
         raise click.ClickException(f"cannot start the embedded Redis: {exc}") from exc
+    except (ApiSecurityError, ApiStartError) as exc:
+        raise click.ClickException(f"cannot serve the API: {exc}") from exc
 
 
 @cli.command()
@@ -113,7 +120,9 @@ def poll() -> None:
     url = redis_url_for(config)
     if not url:
         raise click.UsageError("'wirewatch poll' needs REDIS_URL or redis.url in the config")
-    serve_poller(config, url)
+    from workers.api import query_error
+
+    serve_poller(config, url, check_query=query_error)
 
 
 @cli.command()

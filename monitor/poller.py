@@ -32,6 +32,13 @@ With ``poller.websub.callback_url`` set, also the WebSub callback server and its
 loop (:mod:`monitor.websub_server`), stopped first; on start the poller unsubscribes
 feeds no longer configured.
 
+Hot reload (:meth:`Poller.reconfigure`, called by :mod:`monitor.service`): at the
+loop's next turn the new config replaces the old one and the schedule is synced with
+it at once (new feeds due now, removed feeds dropped, changed ones rewritten, removed
+feeds unsubscribed from their hubs); polls in flight finish with the config they
+started with. The session's connection limit and User-Agent and the WebSub server stay
+as started (:data:`monitor.config_diff.POLLER_RESTART_ONLY`).
+
 Invariants: a poll never raises; :meth:`Poller.run` returns soon after ``stop`` is set —
 no new claims, in-flight polls get ``grace`` seconds, then are cancelled and their feeds
 handed back (due now) so another poller takes them at once.
@@ -41,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -56,13 +64,14 @@ import redis.asyncio as aioredis
 import structlog
 
 from monitor.config import Config, FeedConfig
-from monitor.feed_poll import Fields, PollContext, PollOutcome, poll_feed
+from monitor.feed_poll import Fields, PollContext, PollOutcome, flush_metrics, poll_feed
 from monitor.feed_state import HealthChange
 from monitor.fetch import FetchLimits
 from monitor.host_limits import HostLimiter
-from monitor.keys import Keys
+from monitor.keys import Keys, feed_id
 from monitor.parse_pool import ParsePool
 from monitor.poll_stats import SUMMARY_EVERY
+from monitor.reload import generation
 from monitor.shared_schedule import Claim, SharedSchedule, SyncReport
 from monitor.websub import Subscriber
 from monitor.websub_server import CallbackServer
@@ -104,8 +113,9 @@ class Poller:
         self._feeds: dict[str, tuple[str, FeedConfig]] = {}  # id → (its JSON, parsed)
         self._in_flight: dict[asyncio.Task[None], Claim] = {}
         self._wake = asyncio.Event()
-        # Orders configs across pollers (see SharedSchedule.sync): the file's mtime.
-        self._generation = _config_generation(config)
+        self._pending: Config | None = None  # a reloaded config, adopted by the loop
+        # Orders configs across pollers (see SharedSchedule.sync): the files' mtime.
+        self._generation = generation(config)
 
     @property
     def lease(self) -> float:
@@ -193,6 +203,37 @@ class Poller:
         ctx.rq_client.close()
         await ctx.client.aclose()
 
+    def reconfigure(self, config: Config) -> None:
+        """Adopt ``config`` at the loop's next turn (see the module docstring)."""
+        self._pending = config
+        self._wake.set()
+
+    async def _adopt(self, schedule: SharedSchedule, stop: asyncio.Event) -> None:
+        config, self._pending = self._pending, None
+        if config is None:
+            return
+        old, self.config = self.config, config
+        self._generation = generation(config)
+        ctx = self._context
+        hosts = ctx.hosts
+        if config.poller.per_host_concurrency != old.poller.per_host_concurrency:
+            hosts = HostLimiter(config.poller.per_host_concurrency)
+        # Polls in flight keep the context they started with; new ones get this one.
+        self._ctx = dataclasses.replace(
+            ctx, config=config, hosts=hosts, limits=FetchLimits.from_settings(config.poller)
+        )
+        report = await self._sync(schedule, stop)
+        await self._drop_websub()
+        if report is not None:
+            log.info(
+                "poller_reconfigured",
+                poller=self.name,
+                feeds=report.total,
+                added=report.added,
+                removed=report.removed,
+                changed=report.changed,
+            )
+
     async def poll_feed(self, feed: FeedConfig) -> PollOutcome:
         """One poll of ``feed`` end to end, outside the schedule. Never raises."""
         return await poll_feed(self._context, feed)
@@ -228,6 +269,7 @@ class Poller:
                 # Stopped: not alive any more (its feeds were handed back above).
                 await self._context.client.delete(self._keys.poller_heartbeat(self.name))
             self._summary()  # the polls since the last summary
+            await flush_metrics(self._context)  # the last second's counts
             if opened_here:
                 await self.close()
             log.info("poller_stopped", poller=self.name)
@@ -259,6 +301,9 @@ class Poller:
         synced = time.monotonic()
         while not stop.is_set():
             self._wake.clear()  # before claiming: a poll ending from now on wakes us
+            if self._pending is not None:
+                await self._adopt(schedule, stop)
+                synced = time.monotonic()
             timeout = MAX_SLEEP
             free = concurrency - len(self._in_flight)
             # One claim per few freed slots, not per poll: a claim is a round trip.
@@ -307,8 +352,12 @@ class Poller:
             self._context, feed, deadline=self.deadline, state=claim.state, record=record
         )
         # Not recorded (Redis failed): the lease runs out and the feed is taken again.
-        if kept and not kept[-1]:
+        # A feed removed from the config meanwhile has no lease left to keep.
+        if kept and not kept[-1] and self._configured(claim.feed_id):
             log.warning("feed_lease_lost", feed=feed.display_name, poller=self.name)
+
+    def _configured(self, fid: str) -> bool:
+        return any(feed_id(feed.url) == fid for feed in self.config.feeds if feed.enabled)
 
     def _feed(self, claim: Claim) -> FeedConfig | None:
         cached = self._feeds.get(claim.feed_id)
@@ -345,6 +394,8 @@ class Poller:
         beaten = summarised = time.monotonic()
         while not stop.is_set():
             await _wait_any(stop, None, MAX_SLEEP)
+            if self._context.metrics.due():  # a quiet poller's counts still reach Redis
+                await flush_metrics(self._context)
             if time.monotonic() - beaten >= HEARTBEAT_EVERY:
                 beaten = time.monotonic()
                 await self._beat()
@@ -382,13 +433,6 @@ class Poller:
 def _parse_processes() -> int:
     """One parse process per core beyond the poller's own, within bounds."""
     return max(1, min(MAX_PARSE_PROCESSES, (os.cpu_count() or 2) - 1))
-
-
-def _config_generation(config: Config) -> float:
-    try:
-        return config.source.stat().st_mtime if config.source else 0.0
-    except OSError:
-        return 0.0
 
 
 async def _wait_any(stop: asyncio.Event, wake: asyncio.Event | None, seconds: float) -> None:

@@ -11,6 +11,13 @@ Each worker runs in a session of its own, so a Ctrl-C in the terminal reaches on
 
 A worker that dies while the service runs is restarted, with a growing pause when it
 keeps dying (a broken config or an unreachable Redis must not become a fork loop).
+
+Hot reload: :meth:`WorkerProcesses.resize` follows a new ``workers.processes`` — more
+workers start at once; a surplus worker gets SIGTERM (warm shutdown: it finishes its
+job) and is reaped by the supervision pass, cold-stopped and killed on the same
+schedule as above if it takes too long. :meth:`WorkerProcesses.signal_ready` forwards
+SIGHUP only to workers that handle it already: until a starting worker has installed
+its handler, SIGHUP would kill it (and it reads the newest config as it starts anyway).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -34,12 +42,22 @@ MAX_RESTART_PAUSE_S = 60.0
 CALM_S = 300.0
 
 
+@dataclass
+class _Retiring:
+    """A worker asked to stop because ``workers.processes`` went down."""
+
+    process: subprocess.Popen[bytes]
+    since: float
+    cold: bool = False
+
+
 class WorkerProcesses:
     def __init__(self, config_path: Path, redis_url: str, count: int) -> None:
         self._args = [sys.executable, "-m", "monitor", "--config", str(config_path), "work"]
         self._env = {**os.environ, "REDIS_URL": redis_url}
         self._count = count
         self._processes: list[subprocess.Popen[bytes]] = []
+        self._retiring: list[_Retiring] = []
         self._restarts = 0
         self._next_restart = 0.0
 
@@ -57,9 +75,52 @@ class WorkerProcesses:
         log.info("worker_process_started", pid=process.pid)
         return process
 
+    def resize(self, count: int) -> None:
+        """Run ``count`` workers from now on (see the module docstring)."""
+        if count == self._count:
+            return
+        log.info("worker_processes_resized", previous=self._count, count=count)
+        self._count = count
+        while len(self._processes) < count:
+            self._processes.append(self._spawn())
+        while len(self._processes) > count:
+            process = self._processes.pop()
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)  # warm: the current job finishes
+            self._retiring.append(_Retiring(process, time.monotonic()))
+            log.info("worker_process_retiring", pid=process.pid)
+
+    def signal_ready(self, signum: int) -> list[int]:
+        """Send ``signum`` to every running worker that handles it; their pids."""
+        sent = []
+        for process in self._processes:
+            if process.poll() is None and _catches(process.pid, signum):
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signum)
+                    sent.append(process.pid)
+        return sent
+
+    def _reap_retiring(self, now: float) -> None:
+        for retiring in list(self._retiring):
+            process = retiring.process
+            if process.poll() is not None:
+                self._retiring.remove(retiring)
+                log.info("worker_process_retired", pid=process.pid, returncode=process.returncode)
+            elif not retiring.cold and now - retiring.since > GRACE_S:
+                retiring.cold = True
+                log.warning("worker_process_cold_shutdown", pids=[process.pid], grace_s=GRACE_S)
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGTERM)
+            elif now - retiring.since > GRACE_S + COLD_GRACE_S:
+                log.warning("worker_process_killed", pid=process.pid)
+                kill_tree(process.pid)
+                process.wait()
+                self._retiring.remove(retiring)
+
     def restart_dead(self) -> None:
-        """Replace a worker that exited; called about once a second by the service."""
+        """Replace a worker that exited, reap retired ones; called about once a second."""
         now = time.monotonic()
+        self._reap_retiring(now)
         if now < self._next_restart:
             return
         if now - self._next_restart > CALM_S:
@@ -82,6 +143,9 @@ class WorkerProcesses:
         """Warm shutdown, then cold, then SIGKILL to whatever is left (see the module doc)."""
         alive = [process for process in self._processes if process.poll() is None]
         _signal_all(alive, signal.SIGTERM)
+        # Retiring workers had their SIGTERM already: another would make it a cold one.
+        alive += [r.process for r in self._retiring if r.process.poll() is None]
+        self._retiring = []
         alive = _wait_all(alive, grace)
         if alive:
             log.warning("worker_process_cold_shutdown", pids=[p.pid for p in alive], grace_s=grace)
@@ -95,12 +159,13 @@ class WorkerProcesses:
 
     def kill(self) -> None:
         """Forced stop: SIGKILL every worker and everything below it, now."""
-        for process in self._processes:
+        every = self._processes + [retiring.process for retiring in self._retiring]
+        for process in every:
             kill_tree(process.pid)
-        for process in self._processes:
+        for process in every:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(5)
-        self._processes = []
+        self._processes, self._retiring = [], []
 
 
 def kill_tree(pid: int) -> None:
@@ -113,6 +178,19 @@ def kill_tree(pid: int) -> None:
     for member in family:
         with contextlib.suppress(psutil.NoSuchProcess):
             member.kill()
+
+
+def _catches(pid: int, signum: int) -> bool:
+    """Whether ``pid`` has a handler for ``signum`` (Linux: ``SigCgt`` in its status);
+    True where that cannot be read."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return True
 
 
 def _signal_all(processes: list[subprocess.Popen[bytes]], signum: int) -> None:

@@ -9,6 +9,14 @@ flushes its append-only file).
 Signals: SIGINT and SIGTERM are handled for the whole life of the service, start-up and
 shut-down included. The first asks for the orderly stop above; a second one stops now:
 every worker and its children are killed, the embedded Redis is stopped, exit code 1.
+
+Hot reload (:mod:`monitor.reload`): about once a second the service looks at the config
+files; on a change, or on SIGHUP, it validates the new config and hands it to the
+poller (:meth:`~monitor.poller.Poller.reconfigure`: new claims use it, polls in flight
+finish with the old one) and, in ``wirewatch run``, resizes the worker processes to
+``workers.processes``. SIGHUP is forwarded to every worker that has installed its own
+handler (one still starting reads the newest config anyway); each worker watches the
+files too and reloads between jobs (:mod:`workers.worker`).
 """
 
 from __future__ import annotations
@@ -18,16 +26,30 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable, Iterable
 from types import FrameType
 
 import structlog
+from aiohttp import web
 
 from monitor.config import Config
+from monitor.config_diff import POLLER_RESTART_ONLY, RESTART_ONLY
+from monitor.config_loader import QueryCheck
 from monitor.poller import Poller
 from monitor.processes import WorkerProcesses
 from monitor.redis_server import RedisServer, RedisServerError
+from monitor.reload import ConfigWatcher
 
 log = structlog.get_logger()
+
+StartApi = Callable[[Config, str], Awaitable[web.AppRunner]]
+
+
+class ApiStartError(RuntimeError):
+    """``wirewatch run`` could not serve the HTTP API it was asked to serve."""
+
+
+RELOAD_CHECK_EVERY = 1.0  # seconds between looks at the config files
 
 
 def redis_url_for(config: Config) -> str:
@@ -69,6 +91,76 @@ class _Shutdown:
             self._loop.call_soon_threadsafe(self._event.set)
 
 
+class _Hangup:
+    """SIGHUP: reload the config, here and (forwarded by :func:`_watch_config`) in workers.
+
+    Installed first thing, so a SIGHUP during start-up is a reload request rather than
+    the default action (terminate).
+    """
+
+    def __init__(self) -> None:
+        self._pending = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event: asyncio.Event | None = None
+
+    def install(self) -> None:
+        signal.signal(signal.SIGHUP, self._handle)
+
+    def attach(self, loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
+        self._loop, self._event = loop, event
+
+    def take(self) -> bool:
+        pending, self._pending = self._pending, False
+        return pending
+
+    def _handle(self, _signum: int, _frame: FrameType | None) -> None:
+        self._pending = True
+        if self._loop is not None and self._event is not None:
+            self._loop.call_soon_threadsafe(self._event.set)
+
+
+async def _watch_config(
+    watcher: ConfigWatcher,
+    hangup: _Hangup,
+    poller: Poller,
+    workers: WorkerProcesses | None,
+    stop: asyncio.Event,
+) -> None:
+    """Look for a new config about once a second (at once on SIGHUP) and apply it."""
+    loop = asyncio.get_running_loop()
+    wake = asyncio.Event()
+    hangup.attach(loop, wake)
+
+    def apply_here(config: Config) -> None:  # on the event loop's thread
+        poller.reconfigure(config)
+        if workers is not None:
+            workers.resize(config.workers.processes)
+
+    def apply(config: Config) -> None:  # on the checking thread
+        loop.call_soon_threadsafe(apply_here, config)
+
+    while not stop.is_set():
+        wake.clear()
+        if hangup.take():
+            forwarded = workers.signal_ready(signal.SIGHUP) if workers is not None else []
+            log.info("config_reload_requested", signal="SIGHUP", forwarded_to=forwarded)
+            watcher.request()
+        # Off the loop: reading and checking a large config (1,000 rules) takes a while.
+        await asyncio.to_thread(watcher.check, apply)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(_first(stop, wake), timeout=RELOAD_CHECK_EVERY)
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Return when any of ``events`` is set."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
 async def _supervise(
     workers: WorkerProcesses, server: RedisServer | None, stop: asyncio.Event
 ) -> None:
@@ -85,33 +177,68 @@ async def _supervise(
 
 
 async def _poll_until_stopped(
-    config: Config,
+    watcher: ConfigWatcher,
+    hangup: _Hangup,
     redis_url: str,
     shutdown: _Shutdown,
     workers: WorkerProcesses | None,
     server: RedisServer | None = None,
+    start_api: StartApi | None = None,
 ) -> None:
     stop = asyncio.Event()
     shutdown.attach(asyncio.get_running_loop(), stop)
-    poller = Poller(config, redis_url)
-    if workers is None:
-        await poller.run(stop)
-    else:
-        await asyncio.gather(poller.run(stop), _supervise(workers, server, stop))
+    api = None
+    if start_api is not None:
+        try:
+            api = await start_api(watcher.config, redis_url)
+        except OSError as exc:  # the port is taken, the address is not ours, ...
+            host, port = watcher.config.api.host, watcher.config.api.port
+            raise ApiStartError(f"cannot listen on {host}:{port}: {exc}") from exc
+    try:
+        poller = Poller(watcher.config, redis_url)
+        tasks = [poller.run(stop), _watch_config(watcher, hangup, poller, workers, stop)]
+        if workers is not None:
+            tasks.append(_supervise(workers, server, stop))
+        await asyncio.gather(*tasks)
+    finally:
+        if api is not None:
+            await api.cleanup()
 
 
-def serve_poller(config: Config, redis_url: str) -> None:
-    """``wirewatch poll``: poll until SIGTERM/SIGINT (a second signal exits at once)."""
+def _watcher(
+    config: Config, role: str, check_query: QueryCheck | None, fixed: Iterable[str]
+) -> tuple[ConfigWatcher, _Hangup]:
+    hangup = _Hangup()
+    hangup.install()
+    watcher = ConfigWatcher(
+        config, role=role, fixed=(*RESTART_ONLY, *fixed), check_query=check_query
+    )
+    return watcher, hangup
+
+
+def serve_poller(config: Config, redis_url: str, check_query: QueryCheck | None = None) -> None:
+    """``wirewatch poll``: poll until SIGTERM/SIGINT (a second signal exits at once).
+
+    ``check_query`` validates rules on a reload, as ``wirewatch check`` does (the CLI
+    passes it: ``monitor`` does not import the rule compiler).
+    """
     shutdown = _Shutdown()
     shutdown.install()
-    asyncio.run(_poll_until_stopped(config, redis_url, shutdown, None))
+    watcher, hangup = _watcher(config, "poller", check_query, POLLER_RESTART_ONLY)
+    asyncio.run(_poll_until_stopped(watcher, hangup, redis_url, shutdown, None))
 
 
-def run_service(config: Config) -> None:
+def run_service(
+    config: Config, check_query: QueryCheck | None = None, start_api: StartApi | None = None
+) -> None:
+    """``wirewatch run``; ``check_query`` as for :func:`serve_poller`; ``start_api`` serves
+    the HTTP API and dashboard beside the poller (the CLI passes it when ``api.enabled``)."""
     if config.source is None:
         raise ValueError("run_service needs a config loaded from a file")
     shutdown = _Shutdown()
     shutdown.install()
+    fixed = (*POLLER_RESTART_ONLY, "redis.data_dir", "api")
+    watcher, hangup = _watcher(config, "service", check_query, fixed)
     redis_url = redis_url_for(config)
     server: RedisServer | None = None
     workers: WorkerProcesses | None = None
@@ -132,7 +259,11 @@ def run_service(config: Config) -> None:
             worker_pids=workers.pids,
         )
         if not shutdown.requested:
-            asyncio.run(_poll_until_stopped(config, redis_url, shutdown, workers, server))
+            asyncio.run(
+                _poll_until_stopped(
+                    watcher, hangup, redis_url, shutdown, workers, server, start_api
+                )
+            )
     finally:
         if workers is not None:
             workers.stop()

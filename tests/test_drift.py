@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -79,11 +81,36 @@ def test_monitor_imports_only_the_public_surface_of_workers() -> None:
 def test_compose_file_has_redis_with_aof_poller_and_scalable_workers() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"redis", "poller", "worker"} <= set(services)
-    assert "--appendonly" in services["redis"]["command"]
+    assert {"redis", "poller", "worker", "api"} <= set(services)
+    redis_command = services["redis"]["command"]
+    assert "--appendonly" in redis_command
+    # Evicting an idempotency key would send an alert twice: a full Redis must refuse.
+    assert redis_command[redis_command.index("--maxmemory-policy") + 1] == "noeviction"
     assert "healthcheck" in services["redis"]
     assert "container_name" not in services["worker"]  # would block --scale worker=N
     assert services["poller"]["command"] == ["poll"] and services["worker"]["command"] == ["work"]
+    assert services["api"]["command"][0] == "serve"
+    assert "WIREWATCH_API_TOKEN" in services["api"]["environment"]
+    assert all(
+        str(port).startswith("${WIREWATCH_API_BIND:-127.0.0.1}:")
+        for port in services["api"]["ports"]
+    )  # loopback unless the operator says otherwise
+    for role in ("poller", "worker", "api"):
+        test = services[role]["healthcheck"]["test"]
+        assert test[:4] == ["CMD", "python", "-m", "monitor.healthcheck"] and test[4] == role
+
+
+@pytest.mark.skipif(not shutil.which("docker-compose"), reason="docker-compose not installed")
+def test_compose_file_validates_with_docker_compose() -> None:
+    done = subprocess.run(
+        ["docker-compose", "config", "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def test_ci_runs_the_readme_test_command() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import pytest
 import redis
@@ -38,9 +40,19 @@ EXTRA = b"""<item>
 </channel>"""
 
 
-def write_config(path: Path, feed_url: str, webhook: WebhookReceiver, smtp: SmtpSink) -> None:
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def write_config(
+    path: Path, feed_url: str, webhook: WebhookReceiver, smtp: SmtpSink, api_port: int = 0
+) -> None:
+    api = f"api: {{enabled: true, port: {api_port}}}" if api_port else ""
     path.write_text(f"""
 redis: {{data_dir: data}}
+{api}
 poller: {{interval: 1}}
 workers: {{processes: 1}}
 logging: {{format: json}}
@@ -125,13 +137,18 @@ def test_service_alerts_once_per_story_across_polls_and_restarts(
     feeds, webhook, smtp = servers
     feed_url = feeds.set("/world.xml", SEED)
     config = tmp_path / "wirewatch.yaml"
-    write_config(config, feed_url, webhook, smtp)
+    api = f"http://127.0.0.1:{free_port()}"
+    write_config(config, feed_url, webhook, smtp, api_port=int(api.rsplit(":", 1)[1]))
     log = tmp_path / "service.log"
 
     service = Service(config, webhook.secret, log)
     try:
         [hook] = webhook.wait_for(1, timeout=60)
         [mail] = smtp.wait_for(1, timeout=30)
+        # The API of 'wirewatch run' (api.enabled) shows the same alert.
+        assert httpx.get(f"{api}/healthz", timeout=5).status_code == 200
+        listed = httpx.get(f"{api}/api/alerts", timeout=5).json()["items"]
+        assert hook.id in {alert["id"] for alert in listed}, listed
         polls_at_alert = feeds.hits("/world.xml")
         wait_until(lambda: feeds.hits("/world.xml") >= polls_at_alert + 3, 30, "three more polls")
     finally:

@@ -5,16 +5,23 @@ rq's default ``Worker`` forks a fresh child for every job; anything loaded in th
 anything loaded inside a job is paid again by every job. :func:`load` is called by
 ``wirewatch work`` before ``Worker.work()``; :func:`current` lets a job find them, and
 loads them itself when a job runs outside such a worker (tests, ``SimpleWorker``).
+
+Hot reload: the worker parent calls :func:`load` again with the new config between two
+jobs (:mod:`workers.worker`). The new :class:`Resources` are built whole before one
+assignment makes them current, so a work-horse forked afterwards sees all of them and
+one forked before sees none: no job runs with half-loaded resources. The spaCy pipeline
+is reused when the NER model did not change (loading it again costs seconds and its
+memory twice); only the lift (aliases, watched names) is rebuilt.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from monitor.config import Config
+from monitor.config import Config, NerSettings
 from monitor.config_loader import load_config
 from monitor.keys import Keys
-from workers.entities import EntityExtractor, load_extractor
+from workers.entities import EntityExtractor, Lift, SpacyExtractor, load_extractor
 from workers.match import RuleSet, compile_rules
 
 
@@ -29,18 +36,38 @@ class Resources:
 _current: Resources | None = None
 
 
-def load(config: Config) -> Resources:
-    """Compile the rules and load the NER model; make them the process's resources."""
+def load(config: Config, previous: Resources | None = None) -> Resources:
+    """Compile the rules and load the NER model; make them the process's resources.
+
+    ``previous``: the resources being replaced (a reload), whose model may be reused.
+    """
     global _current
     enabled = [rule for rule in config.rules if rule.enabled]
     rules = compile_rules(enabled, config.term_sets)
-    _current = Resources(
+    loaded = Resources(
         config=config,
         keys=Keys(config.redis.prefix),
         rules=rules,
-        extractor=load_extractor(config.workers.ner, watched=rules.watched_entities()),
+        extractor=_extractor(config.workers.ner, rules.watched_entities(), previous),
     )
-    return _current
+    _current = loaded  # one assignment: the old resources or the new, never a mix
+    return loaded
+
+
+def _extractor(
+    settings: NerSettings, watched: list[tuple[str, str]], previous: Resources | None
+) -> EntityExtractor:
+    if previous is None:
+        return load_extractor(settings, watched=watched)
+    before = previous.config.workers.ner
+    if settings == before and watched == previous.rules.watched_entities():
+        return previous.extractor
+    old = previous.extractor
+    same_model = (settings.enabled, settings.model) == (before.enabled, before.model)
+    if same_model and isinstance(old, SpacyExtractor):
+        lift = Lift(gazetteer=settings.gazetteer, aliases=settings.aliases, watched=watched)
+        return SpacyExtractor(old.nlp, old.name.removeprefix("spacy:"), lift=lift)
+    return load_extractor(settings, watched=watched)
 
 
 def current() -> Resources:

@@ -12,12 +12,20 @@ maintenance every 10 minutes) would leave an alert stuck for many minutes; here 
 heartbeat lapses 15 s after the last beat, maintenance runs every 10 s and an idle worker
 wakes at least every 10 s to do it, so another worker retries the job within about half a
 minute. The same pass restarts rq's scheduler process if it died (e.g. Redis restarted).
+
+Hot reload (:mod:`monitor.reload`): SIGHUP, or a change of the config files, makes the
+worker parent validate the new config and load its resources (:mod:`workers.resources`)
+before it dequeues or runs the next job, and when idle. The work-horse of a job in
+progress was forked with the old resources and finishes with them; the next job is
+forked with the new ones. rq handles SIGTERM/SIGINT only, so SIGHUP is ours.
 """
 
 from __future__ import annotations
 
 import contextlib
+import signal
 import time
+from collections.abc import Callable, Mapping, Sequence
 
 import redis
 import structlog
@@ -26,6 +34,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from monitor.config import Config
+from monitor.reload import ConfigWatcher
 from workers import resources
 from workers.digest_flush import sweep
 
@@ -44,6 +53,9 @@ MAX_RESTART_PAUSE_S = 30.0
 class WirewatchWorker(Worker):
     """rq's forking worker with a short heartbeat, so a dead worker's job is found soon."""
 
+    # Set by run_worker: looks for a new config and applies it (see the module doc).
+    reload: Callable[[], object] | None = None
+
     def get_heartbeat_ttl(self, job: Job) -> int:
         return JOB_MONITORING_INTERVAL_S + HEARTBEAT_MARGIN_S
 
@@ -52,6 +64,25 @@ class WirewatchWorker(Worker):
         # Our own recovery: digests whose flush was never scheduled (see digest_flush).
         with contextlib.suppress(redis.RedisError):
             sweep(self.connection, resources.current())
+        self._reload()
+
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[Job, Queue] | None:
+        self._reload()
+        result: tuple[Job, Queue] | None = super().dequeue_job_and_maintain_ttl(
+            timeout, max_idle_time
+        )
+        return result
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        # In the parent, before the fork: this job runs with the newest valid config.
+        self._reload()
+        super().execute_job(job, queue)
+
+    def _reload(self) -> None:
+        if self.reload is not None:
+            self.reload()
 
 
 def run_worker(config: Config, redis_url: str, *, burst: bool = False) -> bool:
@@ -61,7 +92,13 @@ def run_worker(config: Config, redis_url: str, *, burst: bool = False) -> bool:
     quitting"); a monitoring worker must not: it waits and starts a new loop, with a
     growing pause, until it is asked to stop.
     """
-    res = resources.load(config)
+    watcher = ConfigWatcher(config, role="worker", check_query=_query_error)
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: watcher.request())
+    resources.load(config)
+
+    def reload() -> bool:
+        return watcher.check(lambda new: resources.load(new, previous=resources.current()))
+
     pause = 1.0
     previous: WirewatchWorker | None = None
     while True:
@@ -71,7 +108,9 @@ def run_worker(config: Config, redis_url: str, *, burst: bool = False) -> bool:
         worker: WirewatchWorker | None = None
         worked = False
         try:
+            res = resources.current()
             worker = _new_worker(res, connection)  # rq talks to Redis here already
+            worker.reload = reload
             log.info(
                 "worker_started",
                 worker=worker.name,
@@ -96,6 +135,14 @@ def run_worker(config: Config, redis_url: str, *, burst: bool = False) -> bool:
         time.sleep(pause)
         pause = min(pause * 2, MAX_RESTART_PAUSE_S)
         previous = worker
+
+
+def _query_error(rule_id: str, query: str, term_sets: Mapping[str, Sequence[str]]) -> str | None:
+    """The check ``wirewatch check`` runs on every rule (imported here, not at the top:
+    ``workers.api`` imports this module)."""
+    from workers.api import query_error
+
+    return query_error(rule_id, query, term_sets)
 
 
 def _release_scheduler(worker: WirewatchWorker) -> None:
