@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate
@@ -498,8 +499,15 @@ def test_an_unchanged_poll_logs_at_debug_and_the_summary_counts_it(
         stop.set()
         await task
 
-    with structlog.testing.capture_logs() as logs:
-        asyncio.run(main())
+    # An earlier test may have configured logging at info, which drops debug lines
+    # before capture_logs sees them: let everything through for this test.
+    before = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        with structlog.testing.capture_logs() as logs:
+            asyncio.run(main())
+    finally:
+        structlog.configure(**before)
     polled = [e for e in logs if e["event"] == "feed_polled"]
     assert len(polled) >= 2
     assert polled[0]["log_level"] == "info" and not polled[0]["unchanged"]
