@@ -16,6 +16,22 @@ Routes:
   feed keeps its size. Answers ``{"changed": [...ids]}``.
 - ``GET /_stats`` — responses served so far by status (a sanity check for a round).
 
+For the end-to-end benchmark (:mod:`bench.e2e`), a farm built with ``texts`` (news
+items: a title and a summary each) publishes *news*: every item published after the
+start takes the next text of that list (so NER and rules do real work), and its
+``pubDate`` / ``published`` is the moment it was published (the farm keeps that moment
+to the microsecond; the feed shows it to the second). More routes:
+
+- ``POST /_publish`` — JSON ``{"items": N, "seed": 1}``: N new items now, spread over
+  random feeds (never more at once on a feed than it shows). Answers ``{"published":
+  [[feed, item, unix time], ...]}``.
+- ``POST /_pace`` — JSON ``{"rate": 100, "seconds": 30, "seed": 1}``: publish steadily at
+  that rate (items a second, on random feeds), in the background. Answers at once.
+- ``GET /_published`` — every item published through ``/_publish`` or ``/_pace``, as
+  ``[[feed, item, unix time], ...]``, and whether a pace is still running.
+- ``GET /_fetched`` — per feed, the unix times at which a 200 body was rendered: an
+  item was fetched at the first of them at or after its publication.
+
 Bodies are rendered on request from a pool of pre-built paragraphs (deterministic per
 feed and item number), so ten thousand feeds cost almost no memory; a 304 renders
 nothing. Start it with :func:`start_farm` (a ``multiprocessing`` child) or
@@ -30,6 +46,7 @@ import multiprocessing
 import random
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
@@ -69,8 +86,14 @@ class _Feed:
 class Farm:
     """The state of every feed, and the rendering of their bodies."""
 
-    def __init__(self, feeds: int, seed: int = 7) -> None:
+    def __init__(self, feeds: int, seed: int = 7, texts: Sequence[tuple[str, str]] = ()) -> None:
         rand = random.Random(seed)
+        self.texts = list(texts)  # news (title, summary) for items published from now on
+        self.published: dict[tuple[int, int], float] = {}  # (feed, item) → unix time
+        self.text_of: dict[tuple[int, int], int] = {}  # (feed, item) → index into texts
+        self.fetched: dict[int, list[float]] = {}  # feed → times a 200 body was rendered
+        self.order: list[tuple[int, int, float]] = []  # published items, in order
+        self.pacing = False
         self.started = float(int(time.time()) - 3600)
         self.paragraphs = [_paragraph(rand) for _ in range(512)]
         self.feeds: list[_Feed] = []
@@ -107,7 +130,45 @@ class Farm:
             feed.modified = max(now, feed.modified + 1.0)
         return chosen
 
+    def publish(self, count: int, rand: random.Random) -> list[tuple[int, int, float]]:
+        """``count`` new items now on random feeds, each stamped with this moment."""
+        out: list[tuple[int, int, float]] = []
+        now = time.time()
+        fresh: Counter[int] = Counter()
+        for _ in range(count):
+            n = rand.randrange(len(self.feeds))
+            feed = self.feeds[n]
+            if fresh[n] >= feed.items - 1:  # it would push an unseen item off the feed
+                n = min(range(len(self.feeds)), key=lambda m: fresh[m])
+                feed = self.feeds[n]
+            fresh[n] += 1
+            feed.head += 1
+            feed.modified = max(now, feed.modified + 1.0)
+            key = (n, feed.head)
+            self.published[key] = now
+            self.text_of[key] = len(self.order)
+            self.order.append((n, feed.head, now))
+            out.append((n, feed.head, now))
+        return out
+
+    async def pace(self, rate: float, seconds: float, seed: int) -> None:
+        """Publish ``rate`` items a second for ``seconds``, steadily (ticks of 10 ms)."""
+        rand = random.Random(seed)
+        self.pacing = True
+        started = time.monotonic()
+        done = 0
+        try:
+            while (elapsed := time.monotonic() - started) < seconds:
+                due = int(rate * elapsed) - done
+                if due > 0:
+                    self.publish(due, rand)
+                    done += due
+                await asyncio.sleep(0.01)
+        finally:
+            self.pacing = False
+
     def body(self, n: int) -> bytes:
+        self.fetched.setdefault(n, []).append(time.time())
         feed = self.feeds[n]
         numbers = range(feed.head, feed.head - feed.items, -1)
         if feed.atom:
@@ -119,7 +180,26 @@ class Farm:
         start = (n * 7919 + item * 104_729) % len(pool)
         return [pool[(start + k * 31) % len(pool)] for k in range(paragraphs)]
 
+    def news(self, n: int, item: int) -> tuple[str, str] | None:
+        """The news text of a published item (``None``: an item of the initial backlog)."""
+        index = self.text_of.get((n, item))
+        if index is None or not self.texts:
+            return None
+        return self.texts[index % len(self.texts)]
+
+    def published_at(self, n: int, item: int) -> datetime:
+        stamp = self.published.get((n, item))
+        return _utc(stamp if stamp is not None else BASE_TIME + item * 600)
+
+    def _html(self, n: int, item: int, paragraphs: int) -> str:
+        news = self.news(n, item)
+        paras = [news[1]] if news is not None else self._text(n, item, paragraphs)
+        return "".join(f"<p>{p}</p>" for p in paras)
+
     def _title(self, n: int, item: int) -> str:
+        news = self.news(n, item)
+        if news is not None:
+            return news[0]
         words = [_WORDS[(n * 31 + item * 17 + k * 13) % len(_WORDS)] for k in range(9)]
         return f"{words[0].capitalize()} {' '.join(words[1:])} ({n}/{item})"
 
@@ -146,14 +226,13 @@ def _rss(farm: Farm, n: int, feed: _Feed, numbers: range) -> str:
     ]
     for item in numbers:
         link = f"{site}/world/{item // 100}/story-{n}-{item}"
-        paras = farm._text(n, item, feed.paragraphs)
-        html = "".join(f"<p>{p}</p>" for p in paras)
+        html = farm._html(n, item, feed.paragraphs)
         html += f'<a href="{link}">Continue reading...</a>'
         cats = "".join(
             f'<category domain="{site}/topic/{w}">{w.capitalize()}</category>\n'
             for w in _WORDS[item % 40 : item % 40 + 4]
         )
-        published = format_datetime(_utc(BASE_TIME + item * 600), usegmt=True)
+        published = format_datetime(farm.published_at(n, item), usegmt=True)
         parts.append(
             f"<item>\n<title>{escape(farm._title(n, item))}</title>\n<link>{link}</link>\n"
             f"<description>{escape(html)}</description>\n{cats}"
@@ -175,9 +254,8 @@ def _atom(farm: Farm, n: int, feed: _Feed, numbers: range) -> str:
     ]
     for item in numbers:
         link = f"{site}/{item // 100}/post-{n}-{item}.html"
-        paras = farm._text(n, item, feed.paragraphs)
-        html = "".join(f"<p>{p}</p>" for p in paras)
-        stamp = _utc(BASE_TIME + item * 600).isoformat()
+        html = farm._html(n, item, feed.paragraphs)
+        stamp = farm.published_at(n, item).isoformat()
         parts.append(
             f"<entry>\n<title>{escape(farm._title(n, item))}</title>\n"
             f'<link rel="alternate" href="{link}"/>\n'
@@ -188,6 +266,9 @@ def _atom(farm: Farm, n: int, feed: _Feed, numbers: range) -> str:
         )
     parts.append("</feed>\n")
     return "".join(parts)
+
+
+_PACERS = web.AppKey("pacers", set[asyncio.Task[None]])
 
 
 def make_app(farm: Farm) -> web.Application:
@@ -229,10 +310,36 @@ def make_app(farm: Farm) -> web.Application:
     async def stats(request: web.Request) -> web.Response:
         return web.json_response({str(k): v for k, v in farm.served.items()})
 
+    async def publish(request: web.Request) -> web.Response:
+        spec = await request.json()
+        rand = random.Random(int(spec.get("seed", 1)))
+        return web.json_response({"published": farm.publish(int(spec["items"]), rand)})
+
+    async def pace(request: web.Request) -> web.Response:
+        spec = await request.json()
+        if farm.pacing:
+            raise web.HTTPConflict(text="a pace is running")
+        job = farm.pace(float(spec["rate"]), float(spec["seconds"]), int(spec.get("seed", 1)))
+        request.app[_PACERS].add(task := asyncio.create_task(job))
+        task.add_done_callback(request.app[_PACERS].discard)
+        farm.pacing = True
+        return web.json_response({"started": True})
+
+    async def published(request: web.Request) -> web.Response:
+        return web.json_response({"published": farm.order, "pacing": farm.pacing})
+
+    async def fetched(request: web.Request) -> web.Response:
+        return web.json_response({str(n): times for n, times in farm.fetched.items()})
+
     app = web.Application()
+    app[_PACERS] = set()
     app.router.add_get("/feeds/{n}.xml", feed)
     app.router.add_post("/_advance", advance)
     app.router.add_get("/_stats", stats)
+    app.router.add_post("/_publish", publish)
+    app.router.add_post("/_pace", pace)
+    app.router.add_get("/_published", published)
+    app.router.add_get("/_fetched", fetched)
     return app
 
 
@@ -243,9 +350,14 @@ def _not_after(modified: float, since: str) -> bool:
         return False
 
 
-async def serve(feeds: int, port: int, ready: Connection | None = None) -> None:
+async def serve(
+    feeds: int,
+    port: int,
+    ready: Connection | None = None,
+    texts: Sequence[tuple[str, str]] = (),
+) -> None:
     """Serve ``feeds`` feeds on 127.0.0.1:``port`` (0: any free port) until cancelled."""
-    runner = web.AppRunner(make_app(Farm(feeds)), access_log=None)
+    runner = web.AppRunner(make_app(Farm(feeds, texts=texts)), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port, backlog=4096)
     await site.start()
@@ -261,15 +373,21 @@ async def serve(feeds: int, port: int, ready: Connection | None = None) -> None:
         await runner.cleanup()
 
 
-def _child(feeds: int, ready: Connection) -> None:
-    asyncio.run(serve(feeds, 0, ready))
+def _child(feeds: int, ready: Connection, texts: Sequence[tuple[str, str]] = ()) -> None:
+    asyncio.run(serve(feeds, 0, ready, texts))
 
 
-def start_farm(feeds: int) -> tuple[BaseProcess, str]:
-    """Start the farm in a child process; returns it and its base URL."""
+def start_farm(feeds: int, texts: Sequence[tuple[str, str]] = ()) -> tuple[BaseProcess, str]:
+    """Start the farm in a child process; returns it and its base URL.
+
+    ``texts``: news (title, summary) for the items published through ``/_publish`` and
+    ``/_pace`` (see the module docstring); none: synthetic text, as for the poller bench.
+    """
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(feeds, child), name="feedfarm", daemon=True)
+    process = context.Process(
+        target=_child, args=(feeds, child, list(texts)), name="feedfarm", daemon=True
+    )
     process.start()
     child.close()
     if not parent.poll(60):

@@ -1,0 +1,122 @@
+"""What the end-to-end benchmark feeds the pipeline: news texts and watch-list rules.
+
+Role: inputs of :mod:`bench.e2e`, built at run time, deterministic for a seed.
+
+- :func:`news_texts`: (title, summary) pairs from real Reuters/AP-style sentences (the
+  MSR paraphrase corpus, ``../shared/data/dedupe-dev/msrp/``, never committed; the seed
+  feed's items without it). Text ``k`` is sentence ``k`` as the title and two sentences a
+  third and two thirds of the corpus further on as the summary (~60 words an item, like
+  a wire summary), so no two of the first N texts share a sentence in the same role and
+  nearby texts never repeat one another (the corpus keeps paraphrase pairs side by side:
+  neighbouring titles sometimes tell the same story, as two outlets would).
+- :func:`watch_rules`: ``count`` rules in YAML-ready form (id, query text) and the term
+  sets they use: the *watch-list* mix of :mod:`bench.matching` (names, topics, phrases,
+  term sets, ``NOT``, ``NEAR``, prefixes, ``title:``, entity fields, 1 % ``outlets``), as
+  query text, plus a fraction of *targeted* rules (a name and a topic word that appear
+  together in one of the texts about to be published) so that alerts really fire.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable, Sequence
+
+from bench.matching import MSRP, load_items, vocabulary
+from monitor.items import Item
+from workers.query import parse_query
+
+_CAPITALISED = re.compile(r"(?<=[a-z,;] )([A-Z][a-z]{2,})\b")
+_TOPIC = re.compile(r"\b([a-z]{5,})\b")
+_STOP = frozenset(
+    {"about", "after", "again", "against", "their", "there", "these", "those", "which"}
+    | {"while", "would", "could", "should", "where", "being", "other", "first", "since"}
+    | {"years", "under", "between", "during", "before"}
+)
+
+
+def news_texts() -> tuple[list[tuple[str, str]], str]:
+    """News (title, summary) pairs, and where they came from."""
+    if not MSRP.exists():
+        items, source = load_items(10_000)
+        return [(item.title, item.summary) for item in items], source
+    lines = MSRP.read_text(encoding="utf-8-sig").splitlines()[1:]
+    sentences = list(dict.fromkeys(line.split("\t")[1] for line in lines if "\t" in line))
+    n = len(sentences)
+    texts = [
+        (sentences[k], f"{sentences[(k + n // 3) % n]} {sentences[(k + 2 * n // 3) % n]}")
+        for k in range(n)
+    ]
+    return texts, f"MSR paraphrase corpus ({n} news sentences)"
+
+
+def _items(texts: Sequence[tuple[str, str]]) -> list[Item]:
+    return [
+        Item(key=str(i), feed_url="bench:", feed_name="bench", url="", title=t, summary=s)
+        for i, (t, s) in enumerate(texts)
+    ]
+
+
+def watch_rules(
+    count: int,
+    texts: Sequence[tuple[str, str]],
+    upcoming: int,
+    *,
+    targeted: float = 0.03,
+    seed: int = 7,
+) -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
+    """``count`` rules as (id, query) and their term sets.
+
+    ``upcoming``: how many of ``texts`` (from the first) the run will publish; the
+    targeted rules are drawn from those.
+    """
+    rng = random.Random(seed)
+    vocab = vocabulary(_items(texts[: max(upcoming, 2000)]))
+    names, topics, pairs = vocab.names, vocab.topics, vocab.pairs
+    term_sets = {f"t{i}": rng.sample(topics, 5) for i in range(50)}
+
+    def n() -> str:
+        return rng.choice(names)
+
+    def t() -> str:
+        return rng.choice(topics)
+
+    def s() -> str:
+        return f"@t{rng.randrange(50)}"
+
+    shapes: list[Callable[[], str]] = [
+        lambda: f"{n()} AND ({t()} OR {t()})",
+        lambda: f"{n()} AND {s()}",
+        lambda: '"{} {}" AND {}'.format(*rng.choice(pairs), n()),
+        lambda: f"({n()} OR {n()}) AND {t()} AND NOT {t()}",
+        lambda: f"{n()} AND {t()} -{s()}",
+        lambda: f"{n()} NEAR/5 ({t()} OR {t()})",
+        lambda: f"(gpe:{n()} OR {n()}) AND {s()}",
+        lambda: f"person:{n()} OR ({n()} AND {t()[:5]}*)",
+        lambda: f"{n()} AND {n()} AND ({t()} OR {s()})",
+        lambda: f"title:{n()} AND {s()} AND {t()}",
+    ]
+    every = round(1 / targeted) if targeted > 0 else 0
+    rules: list[tuple[str, str]] = []
+    for index in range(count):
+        if every and index % every == every // 2:
+            query = _targeted(rng, texts[: max(upcoming, 1)]) or rng.choice(shapes)()
+        elif index % 100 == 99:
+            query = f"{n()} AND outlets >= 2 within 60m"
+        else:
+            query = rng.choice(shapes)()
+        parse_query(query, term_sets=term_sets)  # a generated rule must be valid
+        rules.append((f"w{index}", query))
+    return rules, term_sets
+
+
+def _targeted(rng: random.Random, texts: Sequence[tuple[str, str]]) -> str | None:
+    """A name and a topic word seen together in one upcoming text (it will match)."""
+    for _ in range(20):
+        title, summary = rng.choice(texts)
+        text = f"{title} {summary}"
+        names = _CAPITALISED.findall(text)
+        topics = [w for w in _TOPIC.findall(text) if w not in _STOP]
+        if names and topics:
+            return f"{rng.choice(names)} AND {rng.choice(topics)}"
+    return None
