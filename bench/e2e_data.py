@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from bench.matching import MSRP, load_items, vocabulary
+from bench.matching import MSRP, load_items, vocabulary, watch_list_queries
 from monitor.items import Item
 from workers.query import parse_query
 
@@ -72,41 +72,14 @@ def watch_rules(
     """
     rng = random.Random(seed)
     vocab = vocabulary(_items(texts[: max(upcoming, 2000)]))
-    names, topics, pairs = vocab.names, vocab.topics, vocab.pairs
-    term_sets = {f"t{i}": rng.sample(topics, 5) for i in range(50)}
-
-    def n() -> str:
-        return rng.choice(names)
-
-    def t() -> str:
-        return rng.choice(topics)
-
-    def s() -> str:
-        return f"@t{rng.randrange(50)}"
-
-    shapes: list[Callable[[], str]] = [
-        lambda: f"{n()} AND ({t()} OR {t()})",
-        lambda: f"{n()} AND {s()}",
-        lambda: '"{} {}" AND {}'.format(*rng.choice(pairs), n()),
-        lambda: f"({n()} OR {n()}) AND {t()} AND NOT {t()}",
-        lambda: f"{n()} AND {t()} -{s()}",
-        lambda: f"{n()} NEAR/5 ({t()} OR {t()})",
-        lambda: f"(gpe:{n()} OR {n()}) AND {s()}",
-        lambda: f"person:{n()} OR ({n()} AND {t()[:5]}*)",
-        lambda: f"{n()} AND {n()} AND ({t()} OR {s()})",
-        lambda: f"title:{n()} AND {s()} AND {t()}",
-    ]
+    query, term_sets = watch_list_queries(vocab, rng)
     every = round(1 / targeted) if targeted > 0 else 0
     rules: list[tuple[str, str]] = []
     for index in range(count):
-        if every and index % every == every // 2:
-            query = _targeted(rng, texts[: max(upcoming, 1)]) or rng.choice(shapes)()
-        elif index % 100 == 99:
-            query = f"{n()} AND outlets >= 2 within 60m"
-        else:
-            query = rng.choice(shapes)()
-        parse_query(query, term_sets=term_sets)  # a generated rule must be valid
-        rules.append((f"w{index}", query))
+        targeted_rule = every and index % every == every // 2
+        text = (_targeted(rng, texts[: max(upcoming, 1)]) if targeted_rule else None) or query()
+        parse_query(text, term_sets=term_sets)  # a generated rule must be valid
+        rules.append((f"w{index}", text))
     return rules, term_sets
 
 

@@ -40,6 +40,7 @@ import random
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -149,21 +150,23 @@ def adversarial_rules(count: int, vocab: Vocabulary, seed: int) -> RuleSet:
     return RuleSet(rules)
 
 
-def watch_list_rules(count: int, vocab: Vocabulary, seed: int) -> RuleSet:
-    """A realistic mix: rules of 2-4 clauses on names, topics, phrases and term sets.
+def watch_list_queries(
+    vocab: Vocabulary, rng: random.Random
+) -> tuple[Callable[[], str], dict[str, list[str]]]:
+    """A generator of realistic watch-list queries (2-4 clauses) and their term sets.
 
     Like the examples of ``docs/rules.md``: a name (a country, a person, a company)
     with a topic, an ``OR`` of alternatives, a term set, now and then a ``NOT``, a
     phrase, ``NEAR``, a prefix, a ``title:`` or an entity field (``gpe:``, ``person:``
-    ORed with the word: the benchmark's items carry no entities).
+    ORed with the word: the benchmark's items carry no entities). Shared with
+    ``bench/e2e_data.py``.
     """
-    rng = random.Random(seed)
     names, topics, pairs = vocab.names, vocab.topics, vocab.pairs
     term_sets = {f"t{i}": rng.sample(topics, 5) for i in range(50)}
     n = lambda: rng.choice(names)  # noqa: E731
     t = lambda: rng.choice(topics)  # noqa: E731
     s = lambda: f"@t{rng.randrange(50)}"  # noqa: E731
-    shapes = [
+    shapes: list[Callable[[], str]] = [
         lambda: f"{n()} AND ({t()} OR {t()})",
         lambda: f"{n()} AND {s()}",
         lambda: '"{} {}" AND {}'.format(*rng.choice(pairs), n()),
@@ -175,11 +178,22 @@ def watch_list_rules(count: int, vocab: Vocabulary, seed: int) -> RuleSet:
         lambda: f"{n()} AND {n()} AND ({t()} OR {s()})",
         lambda: f"title:{n()} AND {s()} AND {t()}",
     ]
-    rules = []
-    for index in range(count):
-        text = f"{n()} AND outlets >= 2 within 60m" if index % 100 == 99 else rng.choice(shapes)()
-        rules.append((f"w{index}", parse_query(text, term_sets=term_sets)))
-    return RuleSet(rules)
+    counter = iter(range(1, 1 << 62))
+
+    def query() -> str:  # every 100th: a story condition
+        if next(counter) % 100 == 0:
+            return f"{n()} AND outlets >= 2 within 60m"
+        return rng.choice(shapes)()
+
+    return query, term_sets
+
+
+def watch_list_rules(count: int, vocab: Vocabulary, seed: int) -> RuleSet:
+    """``count`` rules from :func:`watch_list_queries`."""
+    query, term_sets = watch_list_queries(vocab, random.Random(seed))
+    return RuleSet(
+        [(f"w{index}", parse_query(query(), term_sets=term_sets)) for index in range(count)]
+    )
 
 
 MIXES = {"adversarial": adversarial_rules, "watch-list": watch_list_rules}
