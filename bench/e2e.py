@@ -132,6 +132,7 @@ class Bench:
             secret=secret,
             rules=rules,
             term_sets=term_sets,
+            fork=args.fork,
         )
         self.keys = Keys("e2e:")
         self.client = redis.Redis.from_url(self.server.url)
@@ -436,6 +437,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=100.0, help="items/s of the paced run")
     parser.add_argument("--paced-seconds", type=float, default=20.0)
     parser.add_argument("--quick", action="store_true", help="a ~1-minute smoke run")
+    parser.add_argument(
+        "--fork", action="store_true", help="workers.fork: true (a forked child per job)"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)

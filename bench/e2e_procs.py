@@ -113,12 +113,13 @@ def write_config(
     secret: str,
     rules: list[tuple[str, str]],
     term_sets: dict[str, list[str]],
+    fork: bool = False,
 ) -> Path:
     """The YAML config every wirewatch process of the run reads."""
     config = {
         "redis": {"url": redis_url, "prefix": "e2e:"},
         "poller": {"interval": 1, "min_interval": 1, "max_interval": 1, "concurrency": 50},
-        "workers": {"ner": {"enabled": True, "model": "auto"}},
+        "workers": {"fork": fork, "ner": {"enabled": True, "model": "auto"}},
         "logging": {"level": "info", "format": "json"},
         "feeds": [
             {

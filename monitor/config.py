@@ -178,6 +178,9 @@ class StorySettings(_Model):
 
 class WorkerSettings(_Model):
     processes: int = Field(1, ge=1, le=64, description="rq workers started by 'wirewatch run'")
+    fork: bool = Field(
+        False, description="run each job in a forked child (isolation) instead of in-process"
+    )
     ner: NerSettings = NerSettings()
     stories: StorySettings = StorySettings()
     dedupe_days: float = Field(7, gt=0, description="window for exact duplicates (days)")

@@ -47,9 +47,12 @@ def seed_items(feed_url: str = "https://seed.test/world.xml") -> list[Item]:
     ]
 
 
-def make_config(prefix: str, webhook: WebhookReceiver, smtp: SmtpSink, retries: str) -> Config:
+def make_config(
+    prefix: str, webhook: WebhookReceiver, smtp: SmtpSink, retries: str, *, fork: bool = False
+) -> Config:
     text = f"""
 redis: {{prefix: "{prefix}"}}
+workers: {{fork: {str(fork).lower()}}}
 delivery: {{retry: {retries}}}
 channels:
   ops: {{type: webhook, url: "{webhook.url}", secret: "{webhook.secret}", timeout: 2}}
@@ -69,14 +72,16 @@ def enqueue(connection: redis.Redis, config: Config, items: list[Item]) -> None:
     queue.enqueue("workers.jobs.process_batch", batch_payload(items))
 
 
+@pytest.mark.parametrize("fork", [False, True], ids=["in-process", "forked"])
 def test_seed_batch_gives_one_webhook_and_one_email(
     redis_url: str,
     redis_client: redis.Redis,
     prefix: str,
     webhook_receiver: WebhookReceiver,
     smtp_sink: SmtpSink,
+    fork: bool,
 ) -> None:
-    config = make_config(prefix, webhook_receiver, smtp_sink, FAST)
+    config = make_config(prefix, webhook_receiver, smtp_sink, FAST, fork=fork)
     items = seed_items()
     enqueue(redis_client, config, items)
     run_worker(config, redis_url, burst=True)

@@ -1,6 +1,9 @@
 """``wirewatch work``: an rq worker for the alerts and items queues.
 
-Resources are loaded before ``Worker.work()`` so each forked work-horse inherits them.
+Resources (config, compiled rules, the NER model) are loaded once, before
+``Worker.work()``. Jobs run in the worker process itself (:class:`InProcessWorker`, the
+default), or with ``workers.fork: true`` in a forked work-horse that inherits them
+(:class:`WirewatchWorker`).
 The worker runs rq's scheduler too: delivery retries and digests are scheduled jobs, and
 it is safe to run in every worker (they take a lock). rq handles SIGTERM as a warm
 shutdown (finish the current job) and a second signal as a cold one.
@@ -24,14 +27,16 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
 import redis
 import structlog
-from rq import Queue, Worker
+from rq import Queue, SimpleWorker, Worker
 from rq.job import Job
 from rq.serializers import JSONSerializer
+from rq.worker.base import BaseWorker
 
 from monitor.config import Config
 from monitor.reload import ConfigWatcher
@@ -50,8 +55,9 @@ WORKER_TTL_S = 25
 MAX_RESTART_PAUSE_S = 30.0
 
 
-class WirewatchWorker(Worker):
-    """rq's forking worker with a short heartbeat, so a dead worker's job is found soon."""
+class _Wirewatch(BaseWorker):
+    """What both kinds of worker add to rq's: a short heartbeat, so a dead worker's job
+    is found soon; the digest sweep in maintenance; a config reload before each job."""
 
     # Set by run_worker: looks for a new config and applies it (see the module doc).
     reload: Callable[[], object] | None = None
@@ -76,13 +82,50 @@ class WirewatchWorker(Worker):
         return result
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        # In the parent, before the fork: this job runs with the newest valid config.
+        # Before the job (in a forking worker: in the parent, before the fork), so this
+        # job runs with the newest valid config.
         self._reload()
         super().execute_job(job, queue)
 
     def _reload(self) -> None:
         if self.reload is not None:
             self.reload()
+
+
+class WirewatchWorker(_Wirewatch, Worker):
+    """``workers.fork: true``: rq's forking worker. Each job runs in a fresh child: a job
+    that crashes or leaks takes nothing with it, but every job pays a fork of the ~400 MB
+    process holding the NER model and its copy-on-write faults (``bench/e2e.py``)."""
+
+
+class InProcessWorker(_Wirewatch, SimpleWorker):
+    """The default (``workers.fork: false``): jobs run in the worker process itself.
+
+    rq's :class:`~rq.SimpleWorker` does not fork, so a batch costs what its work costs.
+    What the forking parent did while a child worked is done here by a thread: renew the
+    worker's and the job's heartbeats every ``JOB_MONITORING_INTERVAL_S``, so a long job
+    is not taken for a dead worker's (and a dead worker's job is still found within
+    ~25 s). Job timeouts still hold (rq's SIGALRM, in this main thread).
+    """
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        done = threading.Event()
+        beat = threading.Thread(
+            target=self._beat, args=(job, done), name="job-heartbeat", daemon=True
+        )
+        beat.start()
+        try:
+            super().execute_job(job, queue)  # reloads first, then SimpleWorker runs it here
+        finally:
+            done.set()
+            beat.join()
+
+    def _beat(self, job: Job, done: threading.Event) -> None:
+        while not done.wait(JOB_MONITORING_INTERVAL_S):
+            try:
+                self.maintain_heartbeats(job)
+            except Exception as exc:  # a lost beat is retried; never kill the job for it
+                log.warning("job_heartbeat_failed", job_id=job.id, reason=str(exc))
 
 
 def run_worker(config: Config, redis_url: str, *, burst: bool = False) -> bool:
@@ -100,12 +143,12 @@ def run_worker(config: Config, redis_url: str, *, burst: bool = False) -> bool:
         return watcher.check(lambda new: resources.load(new, previous=resources.current()))
 
     pause = 1.0
-    previous: WirewatchWorker | None = None
+    previous: _Wirewatch | None = None
     while True:
         if previous is not None:
             _release_scheduler(previous)
         connection = redis.Redis.from_url(redis_url)
-        worker: WirewatchWorker | None = None
+        worker: _Wirewatch | None = None
         worked = False
         try:
             res = resources.current()
@@ -145,7 +188,7 @@ def _query_error(rule_id: str, query: str, term_sets: Mapping[str, Sequence[str]
     return query_error(rule_id, query, term_sets)
 
 
-def _release_scheduler(worker: WirewatchWorker) -> None:
+def _release_scheduler(worker: _Wirewatch) -> None:
     """Give up the scheduler locks a dead loop held (they outlive a Redis restart with
     AOF for a minute), so the new loop's scheduler takes over at once: delivery retries
     and digests are scheduled jobs."""
@@ -155,17 +198,18 @@ def _release_scheduler(worker: WirewatchWorker) -> None:
             scheduler.release_locks()
 
 
-def _asked_to_stop(worker: WirewatchWorker) -> bool:
+def _asked_to_stop(worker: _Wirewatch) -> bool:
     """A signal asked rq to stop (idle workers stop at once, busy ones after the job)."""
     return bool(worker._stop_requested or worker._shutdown_requested_date is not None)
 
 
-def _new_worker(res: resources.Resources, connection: redis.Redis) -> WirewatchWorker:
+def _new_worker(res: resources.Resources, connection: redis.Redis) -> _Wirewatch:
     queues = [
         Queue(name, connection=connection, serializer=JSONSerializer)
         for name in (res.keys.alerts_queue, res.keys.items_queue)  # deliveries first
     ]
-    return WirewatchWorker(
+    kind: type[_Wirewatch] = WirewatchWorker if res.config.workers.fork else InProcessWorker
+    return kind(
         queues,
         connection=connection,
         serializer=JSONSerializer,
