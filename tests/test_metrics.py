@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -198,19 +199,7 @@ def test_a_failed_flush_keeps_the_counts(redis_url: str, prefix: str) -> None:
 
 def fresh_items(feed_url: str, age: float) -> list[Item]:
     published = datetime.now(UTC) - timedelta(seconds=age)
-    return [
-        Item(
-            key=i.key,
-            feed_url=i.feed_url,
-            feed_name=i.feed_name,
-            url=i.url,
-            title=i.title,
-            summary=i.summary,
-            guid=i.guid,
-            published=published,
-        )
-        for i in seed_items(feed_url)
-    ]
+    return [replace(i, published=published) for i in seed_items(feed_url)]
 
 
 def enqueue(connection: redis.Redis, config: Config, items: list[Item]) -> None:
