@@ -4,9 +4,10 @@ Input: ``--text`` (a title, with ``--summary``), ``--file`` (a feed file: each e
 else a text file: first line title, the rest summary) or ``--url`` (a feed: each entry;
 a web page: its title and description, or first paragraphs). Entities are extracted
 as the workers do (the configured NER), then the rule is evaluated
-(``workers.api.match_rule``). Output: per item, the satisfied clauses and the spans
-that matched, or the top-level clauses that did not hold; ``--json`` prints one JSON
-object per item, one a line.
+(``workers.api.match_rule``). Output: per item, the satisfied clauses (an ``about:``
+clause with its similarity: ``similarity=0.63``) and the spans that matched, or the
+top-level clauses that did not hold; ``--json`` prints one JSON object per item, one a
+line, with ``similarity`` (of the ``about:`` clause; null without one).
 
 Exit status: 0 when the rule matched at least one item, 1 when it matched none,
 2 on errors (unknown rule, bad query, unreadable file or URL, nothing to match).
@@ -181,6 +182,7 @@ def _as_json(verdict: ItemVerdict) -> dict[str, Any]:
         "matched": match is not None,
         "rule": match.rule_id if match else None,
         "clauses": list(match.clauses) if match else [],
+        "similarity": match.similarity if match else None,
         "terms": [term.to_json() for term in match.terms] if match else [],
         "unmet": list(verdict.unmet),
         "entities": [entity.to_json() for entity in verdict.entities],

@@ -12,7 +12,7 @@ from monitor.items import Item
 from monitor.keys import Keys
 from workers.backtest import BacktestRow, backtest_items, backtest_recent
 from workers.entities import annotate_lines, load_extractor
-from workers.match import RuleMatch, RuleSet, document_of
+from workers.match import RuleMatch, RuleSet, clause_text, document_of
 from workers.model import Entity
 from workers.operations import (
     AlertSummary,
@@ -107,7 +107,7 @@ def match_rule(config: Config, rule_id: str, items: Sequence[Item]) -> list[Item
             # Cheap "why not": which top-level clauses failed on their own.
             parts = query.root.children if isinstance(query.root, And) else (query.root,)
             unmet = tuple(
-                render(part)
+                clause_text(part, document)
                 for part in parts
                 if document.evaluate(Query(render(part), part)) is None
             )

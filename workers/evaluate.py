@@ -16,6 +16,9 @@ Semantics (words and keys are defined in :mod:`workers.query_words`):
 - An :class:`~workers.query_ast.EntityRef` matches an entity whose canonical name has
   the same :func:`~workers.query_words.name_key` and one of its labels; a GPE query
   also takes a NORP entity whose canonical name is a country (``Chinese`` -> China).
+- ``about:"text"~t`` holds when the cosine similarity of the embeddings of the item's
+  ``title + "\n" + summary`` and of ``text`` is at least ``t`` (:mod:`workers.semantic`);
+  the explanation reports the highest similarity of the ``about:`` clauses that held.
 - ``outlets OP n within W`` counts the story's outlets first seen at most ``W``
   after the story was (all of them without ``within``); with no story, one.
 - ``Not`` contributes nothing; the reported terms and clauses are those of the true
@@ -54,6 +57,7 @@ from workers.query_words import Token, name_key, tokenize
 
 if TYPE_CHECKING:
     from workers.query_compile import Compiled
+    from workers.semantic import Vector
 
 
 # A span of tokens in one field: first token, last token, the query term as written.
@@ -73,10 +77,12 @@ _COMPARE = {
 
 @dataclass(frozen=True, slots=True)
 class Explain:
-    """Why a query matched: the terms (spans) and the clauses (as written) that held."""
+    """Why a query matched: the terms (spans) and the clauses (as written) that held,
+    and the similarity of its ``about:`` clause (the highest, when several held)."""
 
     terms: tuple[MatchedTerm, ...]
     clauses: tuple[str, ...]
+    similarity: float | None = None
 
 
 class Field:
@@ -232,6 +238,8 @@ class Document:
         # id(leaf) -> (leaf, its hits). Keyed by identity (the leaf is kept to make the
         # key safe): leaves belong to compiled rules and equal leaves are shared.
         self._memo: dict[int, tuple[Node, list[Hit]]] = {}
+        self._vector: Vector | None = None  # the item's embedding, made on first use
+        self._similarities: list[float] = []  # of the about: clauses being explained
 
     def words(self) -> dict[str, str]:
         """Every word of every field: folded form -> stem key."""
@@ -273,6 +281,23 @@ class Document:
         language = self.language
         return language == code or language.startswith(code + "-")
 
+    def similarity(self, vector: Vector, *, noted: bool = False) -> float:
+        """Cosine similarity of the item (title and summary) with a unit ``vector``.
+
+        The item is embedded once, on the first call; ``noted`` (the explain pass)
+        records the value for :attr:`Explain.similarity`.
+        """
+        mine = self._vector
+        if mine is None:
+            from workers.semantic import embed_one
+
+            text = "\n".join(filter(None, (self.fields[0].text, self.fields[1].text)))
+            mine = self._vector = embed_one(text)
+        similarity = float(mine @ vector)
+        if noted:
+            self._similarities.append(similarity)
+        return similarity
+
     def outlets(self, node: Outlets) -> bool:
         """Whether the story condition holds."""
         return _COMPARE[node.op](self._outlets(node.window), node.count)
@@ -291,11 +316,13 @@ class Document:
         """The terms and clauses of a compiled query that holds here."""
         hits: list[Hit] = []
         clauses: list[str] = []
+        similarities = self._similarities = []
         compiled.explain(self, hits, clauses)
         if compiled.leaf is None:
             unique = dict(hits)
             terms = tuple(unique[key] for key in sorted(unique))
-            return Explain(terms, tuple(dict.fromkeys(clauses)))
+            similarity = round(max(similarities), 4) if similarities else None
+            return Explain(terms, tuple(dict.fromkeys(clauses)), similarity)
         # One word: its hits come in field and text order, each once.
         return Explain(tuple(term for _, term in hits), tuple(clauses))
 

@@ -25,7 +25,19 @@ from monitor.items import Item
 from workers.evaluate import Document, Explain
 from workers.model import Entity, MatchedTerm, StoryView
 from workers.prefilter import Prefilter
-from workers.query import And, EntityRef, Node, Not, Or, Query, QueryError, leaves, parse_query
+from workers.query import (
+    About,
+    And,
+    EntityRef,
+    Node,
+    Not,
+    Or,
+    Query,
+    QueryError,
+    leaves,
+    parse_query,
+    render,
+)
 from workers.query_compile import Compiled, compile_node
 
 __all__ = [
@@ -33,6 +45,7 @@ __all__ = [
     "RuleSet",
     "RuleSetError",
     "check_queries",
+    "clause_text",
     "compile_rules",
     "document_of",
     "intern_leaves",
@@ -134,7 +147,9 @@ class RuleSet:
         found.sort(key=_first)
         rules = self.rules
         return [
-            RuleMatch(rules[p][0], rules[p][1].text, explain.terms, explain.clauses)
+            RuleMatch(
+                rules[p][0], rules[p][1].text, explain.terms, explain.clauses, explain.similarity
+            )
             for p, explain in found
         ]
 
@@ -203,6 +218,16 @@ def check_queries(
     except RuleSetError as e:
         return [(index, str(error)) for index, error in e.errors]
     return []
+
+
+def clause_text(node: Node, document: Document) -> str:
+    """A clause as written; an ``about:`` clause with the item's similarity to it, so
+    that a clause that did not hold still says how close the item came."""
+    if isinstance(node, About):
+        from workers.semantic import embed_one
+
+        return f"{render(node)} similarity={document.similarity(embed_one(node.text)):.2f}"
+    return render(node)
 
 
 def match_text(

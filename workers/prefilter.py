@@ -8,12 +8,13 @@ item holding at least one of them (:func:`anchors`): a word's stem key ``k:``, a
 form ``f:``, a prefix ``p:``, an entity name ``e:``, a language ``l:``. ``AND`` needs
 one child's anchors (the rarest-looking child is chosen), ``OR`` needs all of its
 children's, a phrase one of its words, ``NEAR`` one of its sides. A rule with no
-anchor (one whose required part is ``NOT`` or ``outlets``-only, e.g.
-``outlets >= 5 within 30m``) is always a candidate. Each part of a top-level ``AND`` is
-anchored on its own (:func:`required`), and a rule is a candidate only when every part
-has a key in the item. An item's keys (:meth:`Prefilter.keys`) are looked up in the
-index; candidates are then evaluated in full, so the prefilter can only narrow, never
-change, the result (``tests/test_prefilter.py`` checks that on random rules and texts).
+anchor (one whose required part is ``NOT``, ``outlets`` or ``about:`` only, e.g.
+``outlets >= 5 within 30m``, ``about:"arms to Russia"``) is always a candidate. Each
+part of a top-level ``AND`` is anchored on its own (:func:`required`), and a rule is a
+candidate only when every part has a key in the item. An item's keys
+(:meth:`Prefilter.keys`) are looked up in the index; candidates are then evaluated in
+full, so the prefilter can only narrow, never change, the result
+(``tests/test_prefilter.py`` checks that on random rules and texts).
 
 Why an inverted index and not Aho-Corasick (pyahocorasick): our terms are not
 substrings but word keys (stems, lemmas, folded forms), known only after tokenizing;
@@ -30,6 +31,7 @@ from collections.abc import Iterable, Sequence
 
 from workers.evaluate import Document
 from workers.query_ast import (
+    About,
     And,
     EntityRef,
     Lang,
@@ -67,7 +69,7 @@ def anchors(node: Node) -> Anchors | None:
             return frozenset({"e:" + node.key})
         case Lang():
             return frozenset({"l:" + node.code})
-        case Not() | Outlets():
+        case Not() | Outlets() | About():
             return None
 
 

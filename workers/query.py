@@ -11,6 +11,7 @@ language, with examples, is ``docs/rules.md``. In brief::
     sanction* =aids title:China -Taiwan "arms deal"~3 Putin NEAR/5 Xi
     entity:GPE:China person:"Xi Jinping" feed:Reuters tag:defence lang:en
     China AND outlets >= 3 within 60m
+    about:"China supplying weapons to Russia"~0.5 AND NOT Taiwan
 
 - ``AND``, ``OR``, ``NOT``, ``NEAR/n`` are upper case. Precedence, tightest first:
   ``NOT``/``-``, ``NEAR``, ``AND``, ``OR``, then adjacency (an implicit AND):
@@ -31,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from workers.query_ast import (
     FIELDS,
     TEXT_FIELDS,
+    About,
     And,
     EntityRef,
     Lang,
@@ -56,6 +58,7 @@ __all__ = [
     "FIELDS",
     "LABELS",
     "TEXT_FIELDS",
+    "About",
     "And",
     "EntityRef",
     "Lang",

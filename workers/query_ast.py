@@ -7,7 +7,8 @@ Leaves (see ``docs/rules.md`` for the language):
   ``feed``/``tag``): :class:`Term` (``mode`` ``stem``, ``exact`` or ``prefix``),
   :class:`Phrase` (``slop`` for ``"a b"~n``), :class:`TermSet` (``@name``), and
   :class:`Near` (``a NEAR/n b``) over them;
-- item and story conditions: :class:`EntityRef`, :class:`Lang`, :class:`Outlets`.
+- item and story conditions: :class:`EntityRef`, :class:`Lang`, :class:`Outlets`;
+- :class:`About` (``about:"text"~0.55``): the item's meaning is close to ``text``.
 
 Invariants: nodes are frozen and hashable; ``position`` (offset into the query text) is
 excluded from equality, so structurally equal queries compare equal; :func:`render`
@@ -125,6 +126,17 @@ class Outlets:
 
 
 @dataclass(frozen=True, slots=True)
+class About:
+    """``about:"text"~0.55``: the embedding of the item's title and summary has a cosine
+    similarity of at least ``threshold`` with that of ``text`` (``None``: the default,
+    :data:`workers.semantic.DEFAULT_THRESHOLD`)."""
+
+    text: str
+    threshold: float | None = None
+    position: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Not:
     child: Node
     position: int = field(default=0, compare=False)
@@ -142,7 +154,7 @@ class Or:
     position: int = field(default=0, compare=False)
 
 
-Node = Term | Phrase | TermSet | Near | EntityRef | Lang | Outlets | Not | And | Or
+Node = Term | Phrase | TermSet | Near | EntityRef | Lang | Outlets | About | Not | And | Or
 TEXT_LEAVES = (Term, Phrase, TermSet)
 
 
@@ -171,6 +183,9 @@ def render(node: Node) -> str:
             return f"{node.prefix}:{_word(node.text)}"
         case Lang():
             return f"lang:{node.code}"
+        case About():
+            threshold = f"~{node.threshold:g}" if node.threshold is not None else ""
+            return f"about:{_quote(node.text)}{threshold}"
         case Outlets():
             within = f" within {node.window_text}" if node.window is not None else ""
             return f"outlets {node.op} {node.count}{within}"

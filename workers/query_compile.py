@@ -14,6 +14,10 @@ memoised per leaf and document). Spans of the terms of a rule are made only when
 rule matched (the explain pass), once per leaf and document however many rules share
 it.
 
+An ``about:`` clause embeds its text here, once per rule set (the model loads on the
+first one); the item's embedding is made by the document on first use, so an item
+costs one embedding only when some candidate rule asks for one.
+
 Invariant: ``holds`` is exactly the semantics of :mod:`workers.evaluate` (every
 shortcut is a necessary condition checked before the full test), and ``explain``
 reports every true branch of an ``Or``, every child of an ``And``, nothing under
@@ -26,8 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from workers import semantic
 from workers.query_ast import (
     FIELDS,
+    About,
     And,
     EntityRef,
     Lang,
@@ -52,11 +58,13 @@ ExplainInto = Callable[["Document", list["Hit"], list[str]], None]
 @dataclass(frozen=True, slots=True)
 class Compiled:
     """A node's two passes; ``leaf`` is the node when it is a lone word (a :class:`Term`),
-    whose hits need no sorting."""
+    whose hits need no sorting; ``costly`` when an ``about:`` clause (an embedding of
+    the item) is under it, so that ``AND``/``OR`` try their cheap children first."""
 
     holds: Holds
     explain: ExplainInto
     leaf: Term | None = None
+    costly: bool = False
 
 
 def compile_node(node: Node, cache: dict[Node, Compiled]) -> Compiled:
@@ -71,18 +79,23 @@ def _compile(node: Node, cache: dict[Node, Compiled]) -> Compiled:
     match node:
         case And() | Or():
             parts = [compile_node(child, cache) for child in node.children]
+            checks = [p.holds for p in sorted(parts, key=_costly)]  # stable: cheap first
+            costly = any(p.costly for p in parts)
             if isinstance(node, And):
-                return Compiled(_all([p.holds for p in parts]), _explain_all(parts))
-            return Compiled(_any([p.holds for p in parts]), _explain_true(parts))
+                return Compiled(_all(checks), _explain_all(parts), costly=costly)
+            return Compiled(_any(checks), _explain_true(parts), costly=costly)
         case Not():
-            child = compile_node(node.child, cache).holds
-            return Compiled(lambda d: not child(d), _explain_nothing)
+            inner = compile_node(node.child, cache)
+            child = inner.holds
+            return Compiled(lambda d: not child(d), _explain_nothing, costly=inner.costly)
         case Outlets():
             condition = node
             clause = render(node)
             return Compiled(lambda d: d.outlets(condition), _explain_clause(clause))
         case Term():
             return Compiled(_term(node), _explain_leaf(node), node)
+        case About():
+            return _about(node)
         case _:
             return Compiled(_leaf(node, cache), _explain_leaf(node))
 
@@ -98,6 +111,23 @@ def _term(node: Term) -> Holds:
     if node.mode == "exact":
         return lambda d: key in d.forms_in(fields)
     return lambda d: key in d.stems_in(fields)
+
+
+def _about(node: About) -> Compiled:
+    """The similarity test, and a clause that says the similarity (``similarity=0.63``)."""
+    vector = semantic.embed_one(node.text)
+    threshold = semantic.DEFAULT_THRESHOLD if node.threshold is None else node.threshold
+    clause = render(node)
+
+    def explain(d: Document, hits: list[Hit], clauses: list[str]) -> None:
+        similarity = d.similarity(vector, noted=True)
+        clauses.append(f"{clause} similarity={similarity:.2f}")
+
+    return Compiled(lambda d: d.similarity(vector) >= threshold, explain, costly=True)
+
+
+def _costly(part: Compiled) -> bool:
+    return part.costly
 
 
 def _leaf(node: Node, cache: dict[Node, Compiled]) -> Holds:

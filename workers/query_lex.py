@@ -1,7 +1,8 @@
 """The rule-query lexer: query text in, tokens with their offsets out.
 
 Role: the first half of :mod:`workers.query_parse`. It also recognises the tokens that
-are more than a word — ``NEAR/n``, ``@set``, ``=``, ``"phrase"~n`` and the story
+are more than a word — ``NEAR/n``, ``@set``, ``=``, ``"phrase"~n`` (``"text"~0.55``
+for ``about:``) and the story
 condition ``outlets >= 3 within 60m`` — and rejects what the language does not have
 (``&&``, ``!``, ranges, regexes, fuzzy ``~``, boosts ``^``) at the offending offset.
 :func:`check_brackets` runs first, so the lexer may assume balanced quotes.
@@ -23,6 +24,7 @@ _WITHIN_RE = re.compile(r"\s+within\b")
 _DURATION_RE = re.compile(r"\s*(\d+)\s*([smhd])\b")
 _SET_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _NEAR_RE = re.compile(r"NEAR/(\d+)")
+_TILDE_RE = re.compile(r"\d*\.\d+|\d+")  # "a b"~3 (words apart), about:"…"~0.55
 _STOP = frozenset(' \t\r\n()"')
 _HINTS = {"&&": "use AND", "||": "use OR", "!": "use NOT or -"}
 
@@ -50,6 +52,7 @@ class Tok:
     pos: int
     number: int | None = None  # NEAR distance, phrase slop
     outlets: Outlets | None = None
+    threshold: float | None = None  # a phrase's ~0.55: the similarity of about:"…"
 
 
 def lex(text: str, fail: Fail) -> list[Tok]:
@@ -99,15 +102,25 @@ def _lex_phrase(text: str, start: int, fail: Fail, tokens: list[Tok]) -> int:
     while text[i] != '"':
         i += 2 if text[i] == "\\" else 1
     content, i = unescape(text[start + 1 : i]), i + 1
-    slop = None
+    slop, threshold = None, None
     if i < len(text) and text[i] == "~":
-        digits = re.match(r"\d+", text[i + 1 :])
-        if digits is None:
-            raise fail("expected a number of words after '~' (\"a b\"~3)", i + 1)
-        slop, i = int(digits.group()), i + 1 + digits.end()
+        number = _TILDE_RE.match(text, i + 1)
+        if number is None:
+            raise fail(
+                "expected a number of words after '~' (\"a b\"~3), "
+                'or a similarity threshold for about: (about:"…"~0.55)',
+                i + 1,
+            )
+        if "." in number.group():
+            threshold = float(number.group())
+            if not 0.0 < threshold <= 1.0:
+                raise fail("expected a similarity threshold above 0 and at most 1", i + 1)
+        else:
+            slop = int(number.group())
+        i = number.end()
     if i < len(text) and text[i] == "^":
         raise fail("boosts (^) are not supported", start)
-    tokens.append(Tok("PHRASE", content, start, slop))
+    tokens.append(Tok("PHRASE", content, start, slop, threshold=threshold))
     return i
 
 

@@ -17,6 +17,7 @@ NEAR, NOT)::
     unary   := ("NOT" | "-") unary | "+" unary | primary
     primary := "(" query ")" | FIELD ":" primary | word | "=" word | phrase ["~" n]
              | "=" phrase | "@" name | "outlets" op n ["within" n unit]
+             | "about" ":" phrase ["~" similarity]
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from workers.query_ast import (
     FIELDS,
     TEXT_FIELDS,
     TEXT_LEAVES,
+    About,
     And,
     EntityRef,
     Lang,
@@ -59,7 +61,7 @@ ENTITY_FIELDS: dict[str, tuple[str, ...]] = {
     "entity": (),
 }
 LABELS = ("PERSON", "ORG", "GPE", "NORP", "LOC", "FAC", "EVENT", "MISC", "PRODUCT", "LAW")
-ALL_FIELDS = (*TEXT_FIELDS, "lang", *ENTITY_FIELDS)
+ALL_FIELDS = (*TEXT_FIELDS, "lang", *ENTITY_FIELDS, "about")
 MIN_PREFIX = 3
 _LANG_RE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*")
 
@@ -166,7 +168,8 @@ class Parser:
             self._next()  # the ")": brackets were checked to balance
             return node
         if token.kind == "FIELD":
-            return self._primary(self._field(token, ctx))
+            inner = self._field(token, ctx)
+            return self._about(token) if inner.kind == "about" else self._primary(inner)
         if token.kind == "OUTLETS" and token.outlets is not None:
             if ctx.name:
                 raise self._fail(f"'outlets' cannot be inside field {ctx.name!r}", token.pos)
@@ -191,8 +194,8 @@ class Parser:
             return ctx
         if name in TEXT_FIELDS:
             return _Ctx("text", (name,), name)
-        if name == "lang":
-            return _Ctx("lang", name=name)
+        if name in ("lang", "about"):
+            return _Ctx(name, name=name)
         labels, shown = ENTITY_FIELDS[name], name
         label = self._peek()
         if name == "entity" and label.kind == "FIELD":
@@ -204,6 +207,29 @@ class Parser:
             self._next()
             labels, shown = (label.text.upper(),), f"entity:{label.text.upper()}"
         return _Ctx("entity", name=shown, labels=labels)
+
+    def _about(self, field: Tok) -> Node:
+        """``about:"text"~0.55``: a quoted description, an optional similarity threshold."""
+        token = self._next()
+        example = 'about:"China supplying weapons to Russia"~0.55'
+        if token.kind != "PHRASE":
+            raise self._fail(
+                f"expected a quoted description after 'about:', as in {example}", token.pos
+            )
+        if token.number is not None:
+            raise self._fail(
+                "about: takes a similarity threshold between 0 and 1 after '~' (~0.55), "
+                "not a number of words",
+                token.pos,
+            )
+        if not tokenize(token.text):
+            raise self._fail(f"about: needs a description with words, as in {example}", token.pos)
+        from workers.semantic import unavailable  # numpy, only for rules that use about:
+
+        reason = unavailable()
+        if reason is not None:
+            raise self._fail(reason, field.pos, kind="invalid query")
+        return About(token.text, token.threshold, field.pos)
 
     def _lang(self, token: Tok) -> Node:
         if token.kind != "WORD" or not _LANG_RE.fullmatch(token.text):
@@ -235,6 +261,12 @@ class Parser:
                 self._index -= 1
                 raise self._unexpected(token)
         if token.kind == "PHRASE":
+            if token.threshold is not None:
+                raise self._fail(
+                    "a decimal after '~' is a similarity threshold, for about:\"…\"~0.55; "
+                    'a phrase takes a number of words ("a b"~3)',
+                    token.pos,
+                )
             return leaf(token.text, ctx.fields, position, self._fail, exact, token.number)
         return word(token.text, ctx.fields, position, self._fail, exact)
 
