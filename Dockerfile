@@ -7,7 +7,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 COPY pyproject.toml constraints.txt README.md LICENSE ./
 COPY monitor ./monitor
 COPY workers ./workers
-RUN pip install --no-cache-dir -c constraints.txt '.[apprise]'
+RUN pip install --no-cache-dir -c constraints.txt '.[apprise,semantic]'
 COPY config ./config
 COPY seeds ./seeds
 RUN useradd --system --home /app wirewatch \
