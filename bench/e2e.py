@@ -286,7 +286,7 @@ class Bench:
         return result
 
     def _settle(self) -> None:
-        """Until no webhook arrived for a second (deliveries are jobs of their own)."""
+        """Until no webhook arrived for a second (a slow or failed delivery is a job of its own)."""
         deadline = time.monotonic() + 60
         count, quiet_since = self.receiver.count(), time.monotonic()
         while time.monotonic() - quiet_since < 1.0 and time.monotonic() < deadline:

@@ -36,6 +36,9 @@ class RetrySettings(_Model):
 class DeliverySettings(_Model):
     retry: RetrySettings = RetrySettings()
     history_max: int = Field(10_000, ge=10, description="events kept in the alert history")
+    inline_timeout: float = Field(
+        5.0, ge=0, description="first attempt sent by the batch job itself; 0: always a job"
+    )
 
 
 class _ChannelBase(_Model):

@@ -21,11 +21,25 @@ Invariants:
   in the same transaction as the jobs: counted once, with no round trip of its own;
 - jobs retry 3 times (5 s, 30 s, 120 s; the rq worker needs its scheduler for the
   delays) and failed jobs are kept 7 days for inspection.
+
+Coalescing (why: a poll usually brings 1–3 new items, and a worker pays a fixed cost
+per job — rq's bookkeeping, a handful of Redis round trips, a NER call — that is several
+times an item's own): when the items queue already holds jobs (the workers are behind,
+so a few milliseconds cost no latency), concurrent hand-overs of several polls are
+gathered for :data:`COALESCE_S` and pushed as one group commit: their items cut into
+jobs of ``batch_size`` together, in one MULTI. Each call still returns only when its
+items are in Redis (or raises, if the group's transaction failed), so "enqueue first,
+mark seen after" and "all of a poll's items or none" hold for every poll; the job ids a
+call returns are those of the jobs holding its items. With an empty queue, a hand-over
+is pushed at once, as its own job(s).
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import redis
 from rq import Callback, Queue, Retry
@@ -41,6 +55,7 @@ ON_FAILURE = "workers.jobs.batch_job_failed"  # releases the batch's dedupe clai
 # (which may have died with it); later ones give a broken dependency time to recover.
 RETRY_INTERVALS = (0, 30, 120)
 FAILURE_TTL = 7 * 24 * 3600
+COALESCE_S = 0.05  # how long a group waits for more hand-overs (only when backed up)
 
 
 def items_queue(connection: redis.Redis, keys: Keys) -> Queue:
@@ -55,6 +70,20 @@ def batches(items: Sequence[Item], size: int) -> list[list[Item]]:
     return [list(items[start : start + size]) for start in range(0, len(items), size)]
 
 
+@dataclass
+class _Group:
+    """Hand-overs gathered for one commit; the first caller (the leader) commits it."""
+
+    requests: list[list[Item]] = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
+    job_ids: list[list[str]] = field(default_factory=list)
+    error: BaseException | None = None
+
+
+_groups_lock = threading.Lock()
+_open_groups: dict[tuple[object, ...], _Group] = {}
+
+
 def enqueue_batches(
     queue: Queue,
     items: Sequence[Item],
@@ -66,7 +95,46 @@ def enqueue_batches(
     """Enqueue ``items`` as batch jobs (blocking: call it in a thread); returns job ids.
 
     ``keys``: where the count of enqueued items goes; by default the keys whose
-    :attr:`~monitor.keys.Keys.items_queue` is ``queue`` (see :func:`items_queue`)."""
+    :attr:`~monitor.keys.Keys.items_queue` is ``queue`` (see :func:`items_queue`).
+    Concurrent calls may share jobs (see the module docstring)."""
+    if not items:
+        return []
+    keys = keys or Keys(queue.name.removesuffix("items"))
+    if not queue.count:  # the workers keep up: no reason to wait, a job of its own
+        return _commit(queue, [list(items)], batch_size, job_timeout, keys)[0]
+    # One group per queue, connection and job shape: only such calls can share a job.
+    shape = (queue.name, id(queue.connection), batch_size, job_timeout, keys.prefix)
+    with _groups_lock:
+        group = _open_groups.get(shape)
+        leader = group is None
+        if group is None:
+            group = _open_groups[shape] = _Group()
+        index = len(group.requests)
+        group.requests.append(list(items))
+    if not leader:
+        group.done.wait()
+    else:
+        time.sleep(COALESCE_S)  # the workers are behind: give other polls a moment to join
+        with _groups_lock:  # closed: later calls start a group of their own
+            del _open_groups[shape]
+        try:
+            group.job_ids = _commit(queue, group.requests, batch_size, job_timeout, keys)
+        except BaseException as exc:
+            group.error = exc
+        finally:
+            group.done.set()
+    if group.error is not None:
+        raise group.error
+    return group.job_ids[index]
+
+
+def _commit(
+    queue: Queue, requests: list[list[Item]], batch_size: int, job_timeout: int, keys: Keys
+) -> list[list[str]]:
+    """Every request's items as jobs in one transaction; each request's job ids."""
+    owners = [n for n, request in enumerate(requests) for _ in request]
+    together = [item for request in requests for item in request]
+    cut = batches(together, batch_size)
     datas = [
         Queue.prepare_data(
             JOB_FUNCTION,
@@ -75,15 +143,24 @@ def enqueue_batches(
             failure_ttl=FAILURE_TTL,
             retry=Retry(max=len(RETRY_INTERVALS), interval=list(RETRY_INTERVALS)),
             on_failure=Callback(ON_FAILURE),
-            description=f"process_batch {batch[0].feed_name!r}: {len(batch)} items",
+            description=_description(batch),
         )
-        for batch in batches(items, batch_size)
+        for batch in cut
     ]
-    if not datas:
-        return []
-    keys = keys or Keys(queue.name.removesuffix("items"))
     pipe = queue.connection.pipeline()  # MULTI: the jobs and their count, or nothing
     jobs = queue.enqueue_many(datas, pipeline=pipe)
-    pipe.hincrby(keys.metric(ITEMS_ENQUEUED.name), label_field(()), len(items))
+    pipe.hincrby(keys.metric(ITEMS_ENQUEUED.name), label_field(()), len(together))
     pipe.execute()
-    return [job.id for job in jobs]
+    ids: list[list[str]] = [[] for _ in requests]
+    position = 0
+    for job, batch in zip(jobs, cut, strict=True):
+        for owner in dict.fromkeys(owners[position : position + len(batch)]):
+            ids[owner].append(job.id)
+        position += len(batch)
+    return ids
+
+
+def _description(batch: list[Item]) -> str:
+    feeds = list(dict.fromkeys(item.feed_name for item in batch))
+    where = repr(feeds[0]) if len(feeds) == 1 else f"{len(feeds)} feeds"
+    return f"process_batch {where}: {len(batch)} items"

@@ -29,9 +29,10 @@ installations with different prefixes never take each other's jobs.
 | ``story:{story_id}:alerts`` | hash | rule id → its first alert on it (JSON) | as the story |
 | ``stories`` | zset | story id → unix time first seen (``wirewatch stories``) | ``dedupe_days`` |
 | ``alert:{alert_id}`` | string | alert JSON; its existence is the claim | ``alert_days`` |
-| ``alert:{alert_id}:queued`` | string | its delivery jobs were enqueued | ``alert_days`` |
+| ``alert:{alert_id}:queued`` | string | it was routed (jobs, outbox) | ``alert_days`` |
 | ``delivered:{alert_id}:{channel}`` | string | that channel accepted the alert | ``alert_days`` |
 | ``sending:{target}:{channel}`` | string | a delivery in progress (lock) | job timeout |
+| ``outbox`` | zset | "{alert} {channel}" a batch sends → when a job takes over | until sent |
 | ``attempts:{target}:{channel}`` | list | failed attempts of a delivery | ``dead_days`` |
 | ``dead`` | hash | ``{target}:{channel}`` → dead letter JSON | until replayed |
 | ``muted:{story}`` | string | no alerts for this story | as muted |
@@ -143,6 +144,9 @@ class Keys:
 
     def sending(self, target: str, channel: str) -> str:
         return f"{self.prefix}sending:{target}:{channel}"
+
+    def outbox(self) -> str:
+        return f"{self.prefix}outbox"
 
     def attempts(self, target: str, channel: str) -> str:
         return f"{self.prefix}attempts:{target}:{channel}"

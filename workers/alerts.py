@@ -11,7 +11,10 @@ Every decision is logged and written to the alert history.
 
 If a worker dies after the claim but before routing, the retried batch finds the alert
 without its ``queued`` flag and routes it then; every routing step is idempotent
-(deterministic job ids, digest buffers keyed by alert id, rate windows keyed by alert id).
+(deterministic job ids, digest buffers keyed by alert id, rate windows keyed by alert id,
+outbox entries keyed by alert and channel). A send the batch makes itself is written to
+the outbox with the flag, in one MULTI (:mod:`workers.outbox`: who sends it if the
+worker dies before it does).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from workers import digest as digests
 from workers.dispatch import enqueue_delivery, enqueue_on_alerts_queue, history, job_id
 from workers.fatigue import route
 from workers.model import Alert
+from workers.outbox import Send, deadline, member
+from workers.outbox import inline as sends_inline
 from workers.ratelimit import over_rate
 from workers.resources import Resources
 
@@ -43,20 +48,39 @@ def alert_id(rule_id: str, story_id: str) -> str:
     return digest(f"{rule_id}\x00{story_id}", 32)
 
 
-def raise_alert(connection: redis.Redis, res: Resources, alert: Alert, rule: RuleConfig) -> bool:
-    """Record the alert and route it. False when it existed (and was routed) already."""
+def raise_alert(
+    connection: redis.Redis,
+    res: Resources,
+    alert: Alert,
+    rule: RuleConfig,
+    outbox: list[Send] | None = None,
+) -> bool:
+    """Record the alert and route it. False when it existed (and was routed) already.
+
+    ``outbox``: where a batch job collects the sends it makes itself once the batch is
+    done (:mod:`workers.outbox`); without it, every send now is a delivery job."""
     keys = res.keys
     key = keys.alert(alert.id)
     ttl = int(res.config.workers.alert_days * 86400)
     record = json.dumps(alert.to_json(), separators=(",", ":"))
-    created = bool(connection.set(key, record, nx=True, ex=ttl))
     routed_flag = f"{key}:queued"
-    if not created and connection.exists(routed_flag):
+    # One round trip: the claim, whether it was routed before, whether the story is muted
+    # (by its id, or by the item's key: muting an item mutes the story it is in).
+    pipe = connection.pipeline(transaction=False)
+    pipe.set(key, record, nx=True, ex=ttl)
+    pipe.exists(routed_flag)
+    pipe.exists(keys.muted(alert.story), keys.muted(alert.item.key))
+    claimed, routed, muted = pipe.execute()
+    created = bool(claimed)
+    if not created and routed:
         log.info("alert_duplicate", alert_id=alert.id, rule=alert.rule_id, story=alert.story)
         return False
+    # The flag, the history and the outbox entries in one MULTI: a crash leaves all or
+    # none (then the retried batch routes again), and an entry is never without its flag.
+    writes = connection.pipeline(transaction=True)
     if created:
         history(
-            connection,
+            writes,
             res,
             "raised",
             alert.id,
@@ -74,17 +98,36 @@ def raise_alert(connection: redis.Redis, res: Resources, alert: Alert, rule: Rul
             title=alert.item.title,
             channels=rule.channels,
         )
-    _route(connection, res, alert, rule)
-    connection.set(routed_flag, "1", ex=ttl)
+    sends = _route(
+        connection, writes, res, alert, rule, muted=bool(muted), inline=outbox is not None
+    )
+    if sends:
+        due = deadline(res, time.time())
+        writes.zadd(keys.outbox(), {member(alert.id, name): due for name in sends}, nx=True)
+    writes.set(routed_flag, "1", ex=ttl)
+    writes.execute()
+    if outbox is not None:
+        outbox.extend(Send(alert, name) for name in sends)
     return created
 
 
-def _route(connection: redis.Redis, res: Resources, alert: Alert, rule: RuleConfig) -> None:
+def _route(
+    connection: redis.Redis,
+    writes: redis.client.Pipeline,
+    res: Resources,
+    alert: Alert,
+    rule: RuleConfig,
+    *,
+    muted: bool,
+    inline: bool,
+) -> list[str]:
+    """Apply the fatigue rules per channel; returns the channels the caller sends to now
+    itself (only with ``inline``: the others are jobs, digests or skips, done here).
+    History entries go into ``writes``, the caller's MULTI."""
     keys = res.keys
     now = datetime.now(UTC)
-    # A story is muted by its id; muting an item's key mutes the story it is in too.
-    muted = bool(connection.exists(keys.muted(alert.story), keys.muted(alert.item.key)))
     over: bool | None = None  # asked once, and only if some channel would send now
+    sends: list[str] = []
     for name in rule.channels:
         channel = res.config.channels[name]
         decision = route(rule, channel, now=now, over_rate=False, muted=muted)
@@ -96,12 +139,15 @@ def _route(connection: redis.Redis, res: Resources, alert: Alert, rule: RuleConf
             if over:
                 decision = route(rule, channel, now=now, over_rate=True, muted=muted)
         if decision.action == "send":
+            if inline and sends_inline(res, channel):
+                sends.append(name)  # its claim checks the delivered mark
+                continue
             if connection.exists(keys.delivered(alert.id, name)):
                 continue
             if not Job.exists(job_id(keys, alert.id, name, 1), connection=connection):
                 enqueue_delivery(connection, keys, alert.id, name)
             continue
-        history(connection, res, decision.action, alert.id, channel=name, reason=decision.reason)
+        history(writes, res, decision.action, alert.id, channel=name, reason=decision.reason)
         log.info(
             "alert_held" if decision.action == "digest" else "alert_skipped",
             alert_id=alert.id,
@@ -111,6 +157,7 @@ def _route(connection: redis.Redis, res: Resources, alert: Alert, rule: RuleConf
         )
         if decision.action == "digest" and decision.flush_at is not None:
             hold_for_digest(connection, keys, alert.id, name, decision.flush_at)
+    return sends
 
 
 def hold_for_digest(

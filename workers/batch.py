@@ -4,15 +4,18 @@ alerts and follow-ups → the items kept for backtests.
 Role: the body of ``process_batch`` (:mod:`workers.jobs` is the thin rq entry point).
 Round trips to Redis per batch: exact dedupe (1), stories (probe, fetch, commit: 2–3),
 exact copies' stories (0–2), the touched stories' alerts and names with the items'
-previous versions (1); then per item its alerts (each idempotent) and one pipeline of
-writes; last, the batch's metrics (:mod:`monitor.metrics`: items by result, story joins,
-matches per rule, alerts raised, publication → match) in one pipeline (1).
+previous versions (1); then per alert 2 (:mod:`workers.alerts`); then one pipeline (1)
+with every item's state (its record, the story's names and first alerts) and the batch's
+metrics (:mod:`monitor.metrics`: items by result, story joins, matches per rule, alerts
+raised, publication → match); last, the first attempt of each alert the fatigue rules
+send now (:mod:`workers.outbox`: 2 round trips and the send each).
 
 Order matters for restart safety: alerts and follow-ups (idempotent by id) are raised
 *before* the state they are decided from is written (the story's names, the item's
-stored version), so a batch retried after a crash decides the same again and its
-repeated alerts are recognised by id; a batch processed twice finds every item's
-story in ``story_of`` and raises nothing new.
+stored version — all written after the batch's last alert; a later item of the batch
+sees the earlier ones' through the in-memory :class:`_Story`), so a batch retried after
+a crash decides the same again and its repeated alerts are recognised by id; a batch
+processed twice finds every item's story in ``story_of`` and raises nothing new.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from workers.entities import distinct, item_text
 from workers.followups import FirstAlert, follow_up_id, follow_ups
 from workers.match import RuleMatch
 from workers.model import Alert, Entity, StoryView
+from workers.outbox import Send, send_all
 from workers.resources import Resources
 from workers.stories import StoryIndex, outlet_of
 from workers.story_store import RedisBackend
@@ -68,7 +72,9 @@ class _Context:
     now: float
     counts: dict[str, int]
     rules: dict[str, RuleConfig]
+    writes: redis.client.Pipeline  # the items' state, written once every alert is raised
     metrics: MetricsBuffer = field(default_factory=MetricsBuffer)
+    outbox: list[Send] = field(default_factory=list)  # sent when the batch is done
 
 
 def process_items(
@@ -98,6 +104,7 @@ def process_items(
             "follow_ups": 0,
         },
         {rule.id: rule for rule in res.config.rules if rule.enabled},
+        connection.pipeline(transaction=False),
     )
     context.counts["stories"] = len({view.id for view in views.values()})
     failed: list[tuple[Item, str]] = []
@@ -121,7 +128,16 @@ def process_items(
     metrics.inc(ITEMS_PROCESSED, "failed", by=len(failed))
     # An item processed before (edited, or its batch run again) is no news for a story.
     metrics.inc(STORY_JOINS, by=len(joined - previous.keys()))
-    metrics.flush_sync(connection, keys)
+    if found.new:
+        ttl = int(res.config.workers.dedupe_days * 86400)
+        context.writes.zremrangebyscore(keys.items_recent(), "-inf", now - ttl)
+        context.writes.expire(keys.items_recent(), ttl)
+    metrics.write(context.writes, keys)
+    context.writes.execute()
+    # Last: the alerts are recorded, routed and in the outbox; a crash from here on
+    # leaves their sending to the outbox sweep.
+    sent = send_all(connection, res, context.outbox)
+    context.counts["sent"] = sent["sent"]
     return context.counts, failed
 
 
@@ -225,17 +241,15 @@ def _process_item(
         if rule is None:
             continue
         alert = _alert(match, rule, item, entities, story.view, alert_id(rule.id, story.view.id))
-        if raise_alert(connection, res, alert, rule):
+        if raise_alert(connection, res, alert, rule, context.outbox):
             context.counts["alerts"] += 1
             context.metrics.inc(ALERTS_RAISED, rule.id, alert.kind)
         if rule.id not in story.alerts:
             first = FirstAlert(alert.id, item.key, story.view.outlet_count, item.title)
             story.alerts[rule.id] = first
             ttl = int(res.config.workers.stories.window_hours * 3600)
-            pipe = connection.pipeline(transaction=False)
-            pipe.hsetnx(keys.story_alerts(story.view.id), rule.id, first.to_json())
-            pipe.expire(keys.story_alerts(story.view.id), ttl)
-            pipe.execute()
+            context.writes.hsetnx(keys.story_alerts(story.view.id), rule.id, first.to_json())
+            context.writes.expire(keys.story_alerts(story.view.id), ttl)
     update = _update(item, entities, previous)
     names = {entity.name for entity in entities}
     new_names = sorted(names - story.names)
@@ -290,7 +304,7 @@ def _raise_follow_ups(
                 first=first,
                 reason=decision.reason,
             )
-            if raise_alert(context.connection, context.res, alert, rule):
+            if raise_alert(context.connection, context.res, alert, rule, context.outbox):
                 context.counts["follow_ups"] += 1
                 context.metrics.inc(ALERTS_RAISED, rule.id, alert.kind)
 
@@ -337,14 +351,11 @@ def _store(
         "entities": [e.to_json() for e in entities],
         "story": story.view.id,
     }
-    pipe = context.connection.pipeline(transaction=False)
+    pipe = context.writes  # executed once the batch's alerts are raised
     pipe.set(keys.item(item.key), json.dumps(record, separators=(",", ":")), ex=ttl)
     pipe.zadd(keys.items_recent(), {item.key: context.now})
-    pipe.zremrangebyscore(keys.items_recent(), "-inf", context.now - ttl)
-    pipe.expire(keys.items_recent(), ttl)
     if names:
         pipe.sadd(keys.story_entities(story.view.id), *sorted(names))
         pipe.expire(
             keys.story_entities(story.view.id), int(config.workers.stories.window_hours * 3600)
         )
-    pipe.execute()

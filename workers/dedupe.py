@@ -91,10 +91,12 @@ def claim_keys(keys: Keys, item: Item) -> list[str]:
 def dedupe(connection: redis.Redis, keys: Keys, items: list[Item], ttl_s: int) -> DedupeResult:
     """Split ``items`` into new ones and duplicates, claiming the new ones. One round trip."""
     unique = list({item.key: item for item in items}.values())  # a feed listing an entry twice
-    script = connection.register_script(_CLAIM)
     pipe = connection.pipeline(transaction=False)
     for item in unique:
-        script(keys=claim_keys(keys, item), args=[item.key, ttl_s], client=pipe)
+        # EVAL, not a registered Script: in a pipeline, that asks SCRIPT EXISTS first (a
+        # round trip of its own); Redis caches the script by its digest either way.
+        claims = claim_keys(keys, item)
+        pipe.eval(_CLAIM, len(claims), *claims, item.key, ttl_s)
     owners = pipe.execute()
     result = DedupeResult(new=[], duplicates=[])
     for item, owner in zip(unique, owners, strict=True):

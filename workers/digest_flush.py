@@ -59,7 +59,7 @@ def flush(connection: redis.Redis, res: Resources, channel_name: str, attempt: i
         _done(connection, res, channel_name, batch.alert_ids)
         return "nothing to send"
     try:
-        deliver_digest(present, batch.digest_id, channel_name, channel)
+        deliver_digest(present, batch.digest_id, channel_name, channel, http=res.http)
     except DeliveryError as exc:
 
         def retry(next_attempt: int, delay: float) -> None:

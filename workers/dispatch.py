@@ -1,6 +1,9 @@
 """Delivery of one alert to one channel: send, retry on our schedule, or bury.
 
 A delivery is an rq job on the alerts queue, ``deliver(alert_id, channel, attempt)``.
+(The first attempt is usually made by the batch job that raised the alert,
+:mod:`workers.outbox`; a job runs when that one was slow or failed, for its retries,
+and for channels not sent inline.)
 Failures the channel reports (:class:`DeliveryError`) are handled here, not by rq:
 transient ones are re-enqueued with :func:`workers.retry_policy.retry_delay` (which
 obeys ``Retry-After``) through rq's scheduler; permanent ones, and the last transient
@@ -212,7 +215,7 @@ def deliver_alert(
         log.info("alert_delivery_in_progress", attempt=attempt, recheck_in_s=LOCK_RECHECK_S)
         return "in progress elsewhere"
     try:
-        deliver_to_channel(alert, channel_name, channel)
+        deliver_to_channel(alert, channel_name, channel, http=res.http)
     except DeliveryError as exc:
 
         def retry(next_attempt: int, delay: float) -> None:

@@ -128,6 +128,12 @@ def _view(story_id: str, reply: list[Any]) -> StoryView:
     return StoryView(story_id, float(_text(first)), ordered, int(count))
 
 
+def _eval(pipe: redis.client.Pipeline, script: str, keys: list[str], args: list[Any]) -> None:
+    """EVAL in a pipeline: the script's text travels each time, but redis-py's ``Script``
+    in a pipeline asks ``SCRIPT EXISTS`` first, a round trip of its own per pipeline."""
+    pipe.eval(script, len(keys), *keys, *args)
+
+
 class RedisBackend:
     """The shared story index; ``item_ttl_s`` is how long ``story_of`` is kept."""
 
@@ -135,8 +141,6 @@ class RedisBackend:
         self.connection = connection
         self.keys = keys
         self.item_ttl_s = item_ttl_s
-        self._commit = connection.register_script(_COMMIT)
-        self._copy = connection.register_script(_COPY)
 
     def _bucket_keys(self, buckets: Sequence[str]) -> list[str]:
         return [self.keys.lsh_band(band, bucket) for band, bucket in enumerate(buckets)]
@@ -171,8 +175,10 @@ class RedisBackend:
         k = self.keys
         for claim, ttl in claims:
             story = claim.story_id
-            self._commit(
-                keys=[
+            _eval(
+                pipe,
+                _COMMIT,
+                [
                     k.story_of(claim.item_key),
                     k.story(story),
                     k.story_outlets(story),
@@ -181,7 +187,7 @@ class RedisBackend:
                     k.stories(),
                     *self._bucket_keys(claim.buckets),
                 ],
-                args=[
+                [
                     claim.item_key,
                     story,
                     max(1, int(ttl)),
@@ -194,7 +200,6 @@ class RedisBackend:
                     MEMBERS_MAX,
                     self.item_ttl_s,
                 ],
-                client=pipe,
             )
         out: list[StoryView | Retry] = []
         for (claim, _), reply in zip(claims, pipe.execute(), strict=True):
@@ -211,15 +216,16 @@ class RedisBackend:
         pipe = self.connection.pipeline(transaction=False)
         k = self.keys
         for story, item, now in copies:
-            self._copy(
-                keys=[
+            _eval(
+                pipe,
+                _COPY,
+                [
                     k.story(story),
                     k.story_outlets(story),
                     k.story_items(story),
                     k.story_of(item.key),
                 ],
-                args=[outlet_of(item), repr(now), item.key, self.item_ttl_s, story],
-                client=pipe,
+                [outlet_of(item), repr(now), item.key, self.item_ttl_s, story],
             )
         return [
             _view(story, reply) if reply else None

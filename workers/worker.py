@@ -26,6 +26,7 @@ forked with the new ones. rq handles SIGTERM/SIGINT only, so SIGHUP is ours.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import signal
 import threading
 import time
@@ -42,6 +43,7 @@ from monitor.config import Config
 from monitor.reload import ConfigWatcher
 from workers import resources
 from workers.digest_flush import sweep
+from workers.outbox import sweep as sweep_outbox
 
 log = structlog.get_logger()
 
@@ -57,7 +59,8 @@ MAX_RESTART_PAUSE_S = 30.0
 
 class _Wirewatch(BaseWorker):
     """What both kinds of worker add to rq's: a short heartbeat, so a dead worker's job
-    is found soon; the digest sweep in maintenance; a config reload before each job."""
+    is found soon; the digest and outbox sweeps in maintenance; a config reload before
+    each job."""
 
     # Set by run_worker: looks for a new config and applies it (see the module doc).
     reload: Callable[[], object] | None = None
@@ -70,6 +73,8 @@ class _Wirewatch(BaseWorker):
         # Our own recovery: digests whose flush was never scheduled (see digest_flush).
         with contextlib.suppress(redis.RedisError):
             sweep(self.connection, resources.current())
+        with contextlib.suppress(redis.RedisError):
+            sweep_outbox(self.connection, resources.current())
         self._reload()
 
     def dequeue_job_and_maintain_ttl(
@@ -138,6 +143,9 @@ def run_worker(config: Config, redis_url: str, *, burst: bool = False) -> bool:
     watcher = ConfigWatcher(config, role="worker", check_query=_query_error)
     signal.signal(signal.SIGHUP, lambda _signum, _frame: watcher.request())
     resources.load(config)
+    # The job functions and what they import (datasketch pulls in scipy: ~0.5 s) load
+    # now, not in the first batch (nor, forking, in every work-horse).
+    importlib.import_module("workers.jobs")
 
     def reload() -> bool:
         return watcher.check(lambda new: resources.load(new, previous=resources.current()))
@@ -152,7 +160,7 @@ def run_worker(config: Config, redis_url: str, *, burst: bool = False) -> bool:
         worked = False
         try:
             res = resources.current()
-            worker = _new_worker(res, connection)  # rq talks to Redis here already
+            worker = new_worker(res, connection)  # rq talks to Redis here already
             worker.reload = reload
             log.info(
                 "worker_started",
@@ -203,7 +211,7 @@ def _asked_to_stop(worker: _Wirewatch) -> bool:
     return bool(worker._stop_requested or worker._shutdown_requested_date is not None)
 
 
-def _new_worker(res: resources.Resources, connection: redis.Redis) -> _Wirewatch:
+def new_worker(res: resources.Resources, connection: redis.Redis) -> _Wirewatch:
     queues = [
         Queue(name, connection=connection, serializer=JSONSerializer)
         for name in (res.keys.alerts_queue, res.keys.items_queue)  # deliveries first

@@ -1,0 +1,192 @@
+"""First attempts sent by the batch job itself (workers/outbox.py), and its safety nets.
+
+Real parts: the session's Redis, a real webhook receiver, rq burst workers. The crash
+case is played with the public steps the batch runs: an alert raised and routed (so it
+is in the outbox) whose batch never gets to send it, as when the worker dies there.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis
+from receivers import Reply, SmtpSink, WebhookReceiver
+from rq.job import Job
+from test_pipeline import FAST, enqueue, make_config, seed_items
+
+from monitor.config import Config
+from monitor.config_loader import parse_config
+from monitor.items import Item
+from monitor.keys import Keys
+from workers import resources
+from workers.alerts import alert_id, raise_alert
+from workers.deadletter import attempts_of
+from workers.dispatch import job_id
+from workers.model import Alert
+from workers.outbox import GRACE_S, Send, member, send_all, sweep
+from workers.worker import run_worker
+
+
+def hook_config(
+    prefix: str, receiver: WebhookReceiver, *, inline: float = 2, timeout: float = 5
+) -> Config:
+    text = f"""
+redis: {{prefix: "{prefix}"}}
+workers: {{ner: {{enabled: false}}}}
+delivery: {{retry: {FAST}, inline_timeout: {inline}}}
+channels:
+  ops: {{type: webhook, url: "{receiver.url}", secret: "{receiver.secret}", timeout: {timeout}}}
+rules:
+  - {{id: r1, query: 'China AND Russia', channels: [ops]}}
+"""
+    return parse_config(text, "test.yaml", {})
+
+
+def an_alert(config: Config, n: int = 1) -> Alert:
+    item = Item(
+        key=f"feed#{n}",
+        feed_url="https://wire.test/feed.xml",
+        feed_name="Wire",
+        url=f"https://wire.test/{n}",
+        title=f"China and Russia sign accord number {n}",
+    )
+    rule = config.rules[0]
+    return Alert(alert_id(rule.id, f"story-{n}"), rule.id, rule.query, item, story_id=f"story-{n}")
+
+
+def test_the_batch_delivers_itself_and_enqueues_no_delivery_job(
+    redis_url: str,
+    redis_client: redis.Redis,
+    prefix: str,
+    webhook_receiver: WebhookReceiver,
+    smtp_sink: SmtpSink,
+) -> None:
+    config = make_config(prefix, webhook_receiver, smtp_sink, FAST)
+    keys = Keys(prefix)
+    enqueue(redis_client, config, seed_items())
+    run_worker(config, redis_url, burst=True)
+
+    [hook] = webhook_receiver.wait_for(1)
+    assert hook.verified
+    assert len(smtp_sink.wait_for(1)) == 1
+    assert hook.id is not None
+    for channel in ("ops", "desk", "console"):
+        assert redis_client.exists(keys.delivered(hook.id, channel))
+        assert not Job.exists(job_id(keys, hook.id, channel, 1), connection=redis_client)
+    assert redis_client.zcard(keys.outbox()) == 0
+    events = [e for _, e in redis_client.xrange(keys.alert_history())]
+    delivered = [e for e in events if e[b"event"] == b"delivered"]
+    assert {e[b"channel"] for e in delivered} == {b"ops", b"desk", b"console"}
+
+
+def test_an_alert_whose_batch_died_before_sending_is_swept_to_a_job(
+    redis_url: str, redis_client: redis.Redis, prefix: str, webhook_receiver: WebhookReceiver
+) -> None:
+    config = hook_config(prefix, webhook_receiver)
+    res = resources.load(config)
+    alert = an_alert(config)
+    pending: list[Send] = []
+    # What the batch does before it sends; the worker "dies" right after.
+    assert raise_alert(redis_client, res, alert, config.rules[0], pending)
+    assert pending == [Send(alert, "ops")]
+
+    assert sweep(redis_client, res) == 0  # not abandoned yet: its batch may still send
+    run_worker(config, redis_url, burst=True)
+    assert webhook_receiver.received == []
+
+    later = time.time() + GRACE_S + 3
+    assert sweep(redis_client, res, now=later) == 1
+    assert sweep(redis_client, res, now=later) == 0  # leased: another sweep takes none
+    run_worker(config, redis_url, burst=True)
+    [hook] = webhook_receiver.wait_for(1)
+    assert hook.id == alert.id and hook.verified
+    assert redis_client.exists(res.keys.delivered(alert.id, "ops"))
+    assert redis_client.zcard(res.keys.outbox()) == 0
+
+    # The batch run again (rq retries a dead worker's job): nothing is sent twice.
+    again: list[Send] = []
+    assert not raise_alert(redis_client, res, alert, config.rules[0], again)
+    send_all(redis_client, res, again)
+    run_worker(config, redis_url, burst=True)
+    time.sleep(0.2)
+    assert len(webhook_receiver.received) == 1
+
+
+def test_a_send_both_inline_and_by_a_swept_job_goes_out_once(
+    redis_url: str, redis_client: redis.Redis, prefix: str, webhook_receiver: WebhookReceiver
+) -> None:
+    config = hook_config(prefix, webhook_receiver)
+    res = resources.load(config)
+    alert = an_alert(config)
+    pending: list[Send] = []
+    raise_alert(redis_client, res, alert, config.rules[0], pending)
+    # A slow batch: the sweep hands the send to a job, which delivers it first ...
+    assert sweep(redis_client, res, now=time.time() + GRACE_S + 3) == 1
+    run_worker(config, redis_url, burst=True)
+    webhook_receiver.wait_for(1)
+    # ... and the batch, when it gets to its sends, finds it delivered.
+    assert send_all(redis_client, res, pending) == {"sent": 0, "handed_on": 0, "skipped": 1}
+    assert len(webhook_receiver.received) == 1
+    assert redis_client.zscore(res.keys.outbox(), member(alert.id, "ops")) is None
+
+
+def test_a_failed_inline_send_is_attempt_one_and_retried_by_a_job(
+    redis_url: str, redis_client: redis.Redis, prefix: str, webhook_receiver: WebhookReceiver
+) -> None:
+    webhook_receiver.respond_with(503)  # then 200
+    config = hook_config(prefix, webhook_receiver)
+    res = resources.load(config)
+    alert = an_alert(config)
+    pending: list[Send] = []
+    raise_alert(redis_client, res, alert, config.rules[0], pending)
+    assert send_all(redis_client, res, pending)["handed_on"] == 1
+    [failed] = attempts_of(redis_client, res.keys, alert.id, "ops")
+    assert (failed.attempt, failed.status, failed.transient) == (1, 503, True)
+    assert Job.exists(job_id(res.keys, alert.id, "ops", 2), connection=redis_client)
+    assert redis_client.zcard(res.keys.outbox()) == 0
+
+    run_worker(config, redis_url, burst=True)
+    received = webhook_receiver.wait_for(2)
+    assert [r.status for r in received] == [503, 200]
+    assert {r.id for r in received} == {alert.id}
+    assert redis_client.exists(res.keys.delivered(alert.id, "ops"))
+
+
+def test_a_slow_inline_send_becomes_attempt_one_with_the_full_timeout(
+    redis_url: str, redis_client: redis.Redis, prefix: str, webhook_receiver: WebhookReceiver
+) -> None:
+    webhook_receiver.respond_with(Reply(200, delay=2))  # then 200 at once
+    config = hook_config(prefix, webhook_receiver, inline=0.3, timeout=5)
+    res = resources.load(config)
+    first, second = an_alert(config, 1), an_alert(config, 2)
+    pending: list[Send] = []
+    raise_alert(redis_client, res, first, config.rules[0], pending)
+    raise_alert(redis_client, res, second, config.rules[0], pending)
+    started = time.monotonic()
+    counts = send_all(redis_client, res, pending)
+    # The first timed out; the second went straight to a job: the batch waited once.
+    assert counts == {"sent": 0, "handed_on": 2, "skipped": 0}
+    assert time.monotonic() - started < 1.5
+    assert attempts_of(redis_client, res.keys, first.id, "ops") == []  # slow is not failed
+    for alert in (first, second):
+        assert Job.exists(job_id(res.keys, alert.id, "ops", 1), connection=redis_client)
+
+    run_worker(config, redis_url, burst=True)
+    webhook_receiver.wait_for(3)
+    for alert in (first, second):
+        assert redis_client.exists(res.keys.delivered(alert.id, "ops"))
+
+
+def test_inline_timeout_zero_keeps_one_delivery_job_per_send(
+    redis_url: str, redis_client: redis.Redis, prefix: str, webhook_receiver: WebhookReceiver
+) -> None:
+    config = hook_config(prefix, webhook_receiver, inline=0)
+    res = resources.load(config)
+    alert = an_alert(config)
+    pending: list[Send] = []
+    raise_alert(redis_client, res, alert, config.rules[0], pending)
+    assert pending == []
+    assert redis_client.zcard(res.keys.outbox()) == 0
+    assert Job.exists(job_id(res.keys, alert.id, "ops", 1), connection=redis_client)
+    run_worker(config, redis_url, burst=True)
+    assert webhook_receiver.wait_for(1)[0].id == alert.id
