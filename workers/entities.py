@@ -55,10 +55,12 @@ identical to the full pipeline's. For a model whose NER does listen to a shared
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 import structlog
@@ -246,13 +248,14 @@ class SpacyExtractor:
                 todo.setdefault(key, text)
         found: dict[bytes, list[Entity]] = {}
         ledes = [lede(text, self.max_chars) for text in todo.values()]
-        docs = self.runner(ledes)
-        for (key, text), read, doc in zip(todo.items(), ledes, docs, strict=True):
-            cleaned = (
-                _clean(text, ent.start_char, ent.end_char, ent.label_)
-                for ent in doc.ents
-                if ent.label_ in KEPT_LABELS
-            )
+        with self._zone():
+            docs = self.runner(ledes)
+            spans = [
+                [(e.start_char, e.end_char, e.label_) for e in doc.ents if e.label_ in KEPT_LABELS]
+                for doc in docs
+            ]
+        for (key, text), read, ents in zip(todo.items(), ledes, spans, strict=True):
+            cleaned = (_clean(text, start, end, label) for start, end, label in ents)
             entities = [entity for entity in cleaned if entity is not None]
             found[key] = (
                 self._lifted(self.lift, text, entities, len(read)) if self.lift else entities
@@ -266,6 +269,14 @@ class SpacyExtractor:
             out.append(list(result))
         self._remember(found)
         return out
+
+    def _zone(self) -> AbstractContextManager[object]:
+        """spaCy's ``memory_zone`` (3.8+): the strings and lexemes the model adds for a
+        call's new words are freed when it ends. Without it a long-lived worker's
+        vocabulary grows with every new word it reads (measured ~3 MB per 1,000 texts of
+        novel names, without bound); the docs are read inside the zone and dropped."""
+        zone = getattr(self.nlp, "memory_zone", None)
+        return zone() if zone is not None else contextlib.nullcontext()
 
     def _lifted(self, lift: Lift, text: str, entities: list[Entity], read: int) -> list[Entity]:
         """The lift, with the fast pass past ``read``; the model's names go to memory."""
