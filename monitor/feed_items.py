@@ -20,6 +20,7 @@ import asyncio
 import dataclasses
 import functools
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import structlog
@@ -39,18 +40,27 @@ if TYPE_CHECKING:  # feed_poll imports this module
 log = structlog.get_logger()
 
 
-async def parse_changed(ctx: PollContext, feed: FeedConfig, result: FetchResult) -> ParsedFeed:
+# What the first-seen filter said about item keys: (seen?, stored revision) per key.
+SeenStates = Mapping[str, tuple[bool, Revision | None]]
+
+
+async def parse_changed(
+    ctx: PollContext, feed: FeedConfig, result: FetchResult
+) -> tuple[ParsedFeed, SeenStates]:
     """Parse only the entries that are new or whose bytes changed, when a scan of the
-    body can be trusted (see the module docstring); else the whole body."""
+    body can be trusted (see the module docstring); else the whole body. Also returns
+    what the first-seen filter said about the body's keys, for :func:`hand_over` (which
+    then needs no read of its own; the feed's lease keeps other polls of it away)."""
     assert result.body is not None
     scan = scan_entries(result.body)
     if scan is None:
-        return await parse_body(ctx, feed, result)
+        return await parse_body(ctx, feed, result), {}
     keys = tuple(item_key(feed.url, guid, None, None) for guid in scan.ids)
     entries = tuple(entry_revision(raw) for raw in scan.raw_entries(result.body))
     seen, stored = await seen_state(
         ctx.client, ctx.keys.seen(feed.url), ctx.keys.seen_revisions(feed.url), keys
     )
+    known = dict(zip(keys, zip(seen, stored, strict=True), strict=True))
     wanted = tuple(
         index
         for index, (was_seen, old) in enumerate(zip(seen, stored, strict=True))
@@ -58,11 +68,12 @@ async def parse_changed(ctx: PollContext, feed: FeedConfig, result: FetchResult)
     )
     revisions = tuple(zip(keys, entries, strict=True))
     if len(wanted) == len(keys):  # all new (a first poll): no cut to make
-        return dataclasses.replace(await parse_body(ctx, feed, result), entry_revisions=revisions)
+        whole = await parse_body(ctx, feed, result)
+        return dataclasses.replace(whole, entry_revisions=revisions), known
     try:
         cut = scan.cut(result.body, wanted)
     except ValueError:  # a JSON Feed that json.loads read once but not twice: never
-        return await parse_body(ctx, feed, result)
+        return await parse_body(ctx, feed, result), known
     parsed = await ctx.parser.parse(
         functools.partial(
             parse_partial,
@@ -76,9 +87,9 @@ async def parse_changed(ctx: PollContext, feed: FeedConfig, result: FetchResult)
     )
     if parsed is None:
         log.debug("feed_scan_untrusted", url=feed.url)  # the scan proved wrong: parse all
-        return await parse_body(ctx, feed, result)
+        return await parse_body(ctx, feed, result), known
     ctx.stats.parsed_partial += 1
-    return dataclasses.replace(parsed, entry_revisions=revisions)
+    return dataclasses.replace(parsed, entry_revisions=revisions), known
 
 
 async def parse_body(ctx: PollContext, feed: FeedConfig, result: FetchResult) -> ParsedFeed:
@@ -108,14 +119,23 @@ async def hand_over_body(
 
 
 async def hand_over(
-    ctx: PollContext, feed: FeedConfig, parsed: ParsedFeed, now: float
+    ctx: PollContext,
+    feed: FeedConfig,
+    parsed: ParsedFeed,
+    now: float,
+    *,
+    known: SeenStates | None = None,
 ) -> tuple[list[str], list[str]]:
     """Enqueue the unseen and the edited items, then mark every item of the body seen;
-    returns the new item keys (edited ones are logged, not counted as new) and job ids."""
+    returns the new item keys (edited ones are logged, not counted as new) and job ids.
+    ``known``: the first-seen filter's answer for these keys, when already read."""
     seen_key, revisions_key = ctx.keys.seen(feed.url), ctx.keys.seen_revisions(feed.url)
-    seen, stored = await seen_state(
-        ctx.client, seen_key, revisions_key, [item.key for item in parsed.items]
-    )
+    item_keys = [item.key for item in parsed.items]
+    if known is not None and all(key in known for key in item_keys):
+        seen = [known[key][0] for key in item_keys]
+        stored = [known[key][1] for key in item_keys]
+    else:
+        seen, stored = await seen_state(ctx.client, seen_key, revisions_key, item_keys)
     entries = dict(parsed.entry_revisions)
     revisions: dict[str, Revision] = {key: Revision(entry) for key, entry in entries.items()}
     fresh, edited = [], []
@@ -127,12 +147,15 @@ async def hand_over(
         elif old is not None and old.text and old.text != text:
             edited.append(item)
             log.info("item_updated", feed=feed.display_name, item=item.key, title=item.title)
-    jobs = await asyncio.to_thread(
-        enqueue_batches,
-        items_queue(ctx.rq_client, ctx.keys),
-        fresh + edited,
-        batch_size=ctx.config.poller.batch_size,
-        job_timeout=ctx.config.workers.job_timeout,
+    jobs = await asyncio.get_running_loop().run_in_executor(
+        ctx.enqueuer,  # None: the loop's default executor
+        functools.partial(
+            enqueue_batches,
+            items_queue(ctx.rq_client, ctx.keys),
+            fresh + edited,
+            batch_size=ctx.config.poller.batch_size,
+            job_timeout=ctx.config.workers.job_timeout,
+        ),
     )
     await mark_seen(
         ctx.client,

@@ -35,9 +35,11 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,7 +51,7 @@ import structlog
 from monitor import health as health_rules
 from monitor import schedule
 from monitor.config import Config, FeedConfig
-from monitor.feed_items import hand_over, parse_body, parse_changed
+from monitor.feed_items import SeenStates, hand_over, parse_body, parse_changed
 from monitor.feed_state import (
     FeedState,
     HealthChange,
@@ -115,6 +117,10 @@ class PollContext:
     base_dir: Path | None
     rand: Callable[[], float]
     websub: Subscriber | None = None  # set when poller.websub.callback_url is
+    # Hand-overs to rq (blocking) run here: a thread per poll in flight, not the loop's
+    # default executor (a handful of threads), so that while rq groups concurrent
+    # hand-overs into one commit (monitor.enqueue) every waiting poll can join it.
+    enqueuer: ThreadPoolExecutor | None = None
     stats: PollStats = field(default_factory=PollStats)
     metrics: PeriodicBuffer = field(default_factory=PeriodicBuffer)
 
@@ -164,29 +170,36 @@ async def _poll_feed(
         return await writer(fields, health, next_in)
 
     record = record_changes
-    # Every line of the poll carries the feed (bind/reset: cheaper than bound_contextvars,
-    # which copies the whole context, at thousands of polls a second).
+    loaded = state or FeedState()
+    try:
+        if state is None:
+            loaded = stored = await load_state(ctx.client, ctx.keys.feed(feed.url))
+        async with asyncio.timeout(deadline):
+            return await _poll(ctx, feed, loaded, started, record)
+    except PollError as exc:
+        return await _failed(ctx, feed, loaded, started, exc.reason, exc, record)
+    except TimeoutError:
+        reason = f"poll took longer than {deadline:g}s (its lease) and was cut off"
+        return await _failed(ctx, feed, loaded, started, reason, None, record)
+    except redis.RedisError as exc:
+        reason = f"Redis error: {exc}"
+        return await _failed(ctx, feed, loaded, started, reason, None, record)
+    except Exception as exc:
+        # A bug must cost one poll of one feed, not the poller.
+        log.exception("feed_poll_crashed", feed=feed.display_name, url=feed.url)
+        reason = f"internal error: {type(exc).__name__}: {exc}"
+        return await _failed(ctx, feed, loaded, started, reason, None, record)
+
+
+@contextlib.contextmanager
+def _log_context(feed: FeedConfig) -> Iterator[None]:
+    """Every line logged below carries the feed. Bound only where lines at info may
+    come (a changed body, a failure), not for a 304: at thousands of polls a second the
+    binding costs more than the rest of the poll's bookkeeping (bind/reset, in turn, is
+    cheaper than bound_contextvars, which copies the whole context)."""
     tokens = structlog.contextvars.bind_contextvars(feed=feed.display_name, feed_url=feed.url)
     try:
-        loaded = state or FeedState()
-        try:
-            if state is None:
-                loaded = stored = await load_state(ctx.client, ctx.keys.feed(feed.url))
-            async with asyncio.timeout(deadline):
-                return await _poll(ctx, feed, loaded, started, record)
-        except PollError as exc:
-            return await _failed(ctx, feed, loaded, started, exc.reason, exc, record)
-        except TimeoutError:
-            reason = f"poll took longer than {deadline:g}s (its lease) and was cut off"
-            return await _failed(ctx, feed, loaded, started, reason, None, record)
-        except redis.RedisError as exc:
-            reason = f"Redis error: {exc}"
-            return await _failed(ctx, feed, loaded, started, reason, None, record)
-        except Exception as exc:
-            # A bug must cost one poll of one feed, not the poller.
-            log.exception("feed_poll_crashed", feed=feed.display_name, url=feed.url)
-            reason = f"internal error: {type(exc).__name__}: {exc}"
-            return await _failed(ctx, feed, loaded, started, reason, None, record)
+        yield
     finally:
         structlog.contextvars.reset_contextvars(**tokens)
 
@@ -224,18 +237,35 @@ async def _poll(
     ctx: PollContext, feed: FeedConfig, state: FeedState, started: float, record: Recorder
 ) -> PollOutcome:
     now = time.time()
-    settings = ctx.config.poller
     result = await _fetch(ctx, state.current_url or feed.url, state)
+    if result.body is None:  # a 304: nothing to parse, and no line at info
+        return await _polled(ctx, feed, state, started, record, result, now)
+    with _log_context(feed):
+        return await _polled(ctx, feed, state, started, record, result, now)
+
+
+async def _polled(
+    ctx: PollContext,
+    feed: FeedConfig,
+    state: FeedState,
+    started: float,
+    record: Recorder,
+    result: FetchResult,
+    now: float,
+) -> PollOutcome:
+    """The rest of a successful fetch: parse a changed body, hand its items over, record."""
+    settings = ctx.config.poller
     parsed: ParsedFeed | None = None
     new_items: list[str] = []
     jobs: list[str] = []
     fields: dict[str, str | int | float | None] = {}
     ttl_s = state.ttl  # a 304 carries no body: the last <ttl> still holds
     discovered: str | None = None
+    known: SeenStates | None = None
     digest = body_digest(result.body) if result.body is not None else None
     if digest is not None and digest != state.digest:
         try:
-            parsed = await parse_changed(ctx, feed, result)
+            parsed, known = await parse_changed(ctx, feed, result)
         except NotAFeed as exc:
             # A web page, not a feed: follow the feed it advertises (one level only) and
             # poll that from now on; a page without one stays a failure with its reason.
@@ -254,7 +284,7 @@ async def _poll(
             "digest": body_digest(result.body) if discovered else digest,
         }
         if parsed is not None:
-            new_items, jobs = await hand_over(ctx, feed, parsed, now)
+            new_items, jobs = await hand_over(ctx, feed, parsed, now, known=known)
             ttl_s = parsed.ttl_s
             fields["ttl"] = ttl_s  # a feed that drops its <ttl> drops the hint
     bounds, cadence = _cadence(ctx.config, feed, state)
@@ -337,6 +367,19 @@ async def _poll(
 
 
 async def _failed(
+    ctx: PollContext,
+    feed: FeedConfig,
+    state: FeedState,
+    started: float,
+    reason: str,
+    exc: PollError | None,
+    record: Recorder,
+) -> PollOutcome:
+    with _log_context(feed):
+        return await _record_failure(ctx, feed, state, started, reason, exc, record)
+
+
+async def _record_failure(
     ctx: PollContext,
     feed: FeedConfig,
     state: FeedState,

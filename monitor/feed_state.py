@@ -30,6 +30,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -95,10 +96,14 @@ class FeedState:
 
     @classmethod
     def from_hash(cls, raw: Mapping[Any, Any]) -> FeedState:
-        data = {
-            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-            for k, v in raw.items()
-        }
+        data: Mapping[Any, Any] = raw
+        if any(isinstance(k, bytes) or isinstance(v, bytes) for k, v in raw.items()):
+            data = {
+                (k.decode() if isinstance(k, bytes) else k): (
+                    v.decode() if isinstance(v, bytes) else v
+                )
+                for k, v in raw.items()
+            }
         floats = {name: _float(data.get(name)) for name in _FLOAT_FIELDS}
         return cls(
             etag=data.get("etag") or None,
@@ -121,6 +126,7 @@ def _float(value: str | None) -> float | None:
         return None
 
 
+@functools.lru_cache(maxsize=16384)  # read at every claim; a feed's value rarely changes
 def _buckets(value: str | None) -> tuple[tuple[int, int], ...]:
     try:
         raw = json.loads(value) if value else {}

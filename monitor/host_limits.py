@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -73,28 +71,9 @@ class HostLimiter:
         self.per_host = per_host
         self._hosts: dict[str, _Host] = {}
 
-    @asynccontextmanager
-    async def slot(self, url: str) -> AsyncIterator[None]:
+    def slot(self, url: str) -> _Slot:
         """Hold one of the slots of ``url``'s host (no slot at all for ``file:``)."""
-        key = host_key(url)
-        if key is None:
-            yield
-            return
-        host = self._hosts.get(key)
-        if host is None:
-            host = self._hosts[key] = _Host(asyncio.Semaphore(self.per_host))
-        host.users += 1
-        try:
-            async with host.semaphore:
-                host.held += 1
-                try:
-                    yield
-                finally:
-                    host.held -= 1
-        finally:
-            host.users -= 1
-            if host.users == 0:
-                del self._hosts[key]
+        return _Slot(self, host_key(url))
 
     def in_use(self, url: str) -> int:
         """Slots of ``url``'s host held right now (for tests and metrics)."""
@@ -106,3 +85,44 @@ class HostLimiter:
     def hosts(self) -> int:
         """Hosts with at least one holder or waiter."""
         return len(self._hosts)
+
+
+class _Slot:
+    """The context manager :meth:`HostLimiter.slot` returns (a class, not a generator:
+    it is entered on every poll, and this costs a third of an ``asynccontextmanager``)."""
+
+    __slots__ = ("_host", "_key", "_limiter")
+
+    def __init__(self, limiter: HostLimiter, key: str | None) -> None:
+        self._limiter = limiter
+        self._key = key
+        self._host: _Host | None = None
+
+    async def __aenter__(self) -> None:
+        key = self._key
+        if key is None:
+            return
+        hosts = self._limiter._hosts
+        host = hosts.get(key)
+        if host is None:
+            host = hosts[key] = _Host(asyncio.Semaphore(self._limiter.per_host))
+        host.users += 1
+        try:
+            await host.semaphore.acquire()
+        except BaseException:
+            self._leave(host)
+            raise
+        host.held += 1
+        self._host = host
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        host, self._host = self._host, None
+        if host is not None:
+            host.held -= 1
+            host.semaphore.release()
+            self._leave(host)
+
+    def _leave(self, host: _Host) -> None:
+        host.users -= 1
+        if host.users == 0 and self._key is not None:
+            del self._limiter._hosts[self._key]

@@ -18,8 +18,9 @@ The loop (:meth:`Poller.run`):
 3. poll them concurrently; each poll is cut off before its lease ends, then records its
    outcome and sets the feed's next due time (only if it still holds the lease) in one
    script (:meth:`~monitor.shared_schedule.SharedSchedule.finish`);
-4. sleep until a poll finishes, the earliest due time, or 1 s — whichever is first — so
-   feeds with 1-second intervals are honoured and new schedule entries are seen soon.
+4. sleep until enough polls have ended to claim again (an eighth of the slots, or the
+   last one), the earliest due time, or 1 s — whichever is first — so feeds with
+   1-second intervals are honoured and new schedule entries are seen soon.
 
 Resources (created in :meth:`Poller.open`, closed in :meth:`Poller.close`, also via
 ``async with``): one ``aiohttp.ClientSession`` (User-Agent from config, at most
@@ -55,6 +56,7 @@ import random
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 
@@ -71,6 +73,7 @@ from monitor.host_limits import HostLimiter
 from monitor.keys import Keys, feed_id
 from monitor.parse_pool import ParsePool
 from monitor.poll_stats import SUMMARY_EVERY
+from monitor.redis_pack import use_hiredis_packing
 from monitor.reload import generation
 from monitor.shared_schedule import Claim, SharedSchedule, SyncReport
 from monitor.websub import Subscriber
@@ -112,7 +115,10 @@ class Poller:
         self._callbacks: CallbackServer | None = None
         self._feeds: dict[str, tuple[str, FeedConfig]] = {}  # id → (its JSON, parsed)
         self._in_flight: dict[asyncio.Task[None], Claim] = {}
-        self._wake = asyncio.Event()
+        # The claim loop's wake-up: a flag and the future it sleeps on (no Event and no
+        # task per sleep: the loop sleeps and wakes hundreds of times a second).
+        self._woken = False
+        self._waiter: asyncio.Future[None] | None = None
         self._pending: Config | None = None  # a reloaded config, adopted by the loop
         # Orders configs across pollers (see SharedSchedule.sync): the files' mtime.
         self._generation = generation(config)
@@ -155,6 +161,7 @@ class Poller:
             max_connections=self.config.poller.concurrency + 16,
             timeout=30,
         )
+        use_hiredis_packing(pool)  # a changed poll sends hundreds of arguments
         client = aioredis.Redis.from_pool(pool)  # owns the pool: aclose() closes it
         session = aiohttp.ClientSession(
             headers={"User-Agent": settings.user_agent},
@@ -179,6 +186,7 @@ class Poller:
             base_dir=self._base_dir,
             rand=self._rand,
             websub=subscriber,
+            enqueuer=ThreadPoolExecutor(settings.concurrency, thread_name_prefix="enqueue"),
         )
         if subscriber is not None:
             # WebSub: hubs verify and push here; its request loop runs with it.
@@ -200,13 +208,15 @@ class Poller:
             return
         await ctx.session.close()
         await ctx.parser.close()
+        if ctx.enqueuer is not None:
+            await asyncio.to_thread(ctx.enqueuer.shutdown, wait=True)
         ctx.rq_client.close()
         await ctx.client.aclose()
 
     def reconfigure(self, config: Config) -> None:
         """Adopt ``config`` at the loop's next turn (see the module docstring)."""
         self._pending = config
-        self._wake.set()
+        self._wake()
 
     async def _adopt(self, schedule: SharedSchedule, stop: asyncio.Event) -> None:
         config, self._pending = self._pending, None
@@ -245,6 +255,8 @@ class Poller:
         schedule = SharedSchedule(self._context.client, self._keys)
         await self._beat()  # alive before the first claim
         heartbeat = asyncio.create_task(self._heartbeat(stop, schedule), name="heartbeat")
+        stopped = asyncio.ensure_future(stop.wait())
+        stopped.add_done_callback(lambda _: self._wake())
         try:
             report = await self._sync(schedule, stop)
             await self._drop_websub()
@@ -262,6 +274,7 @@ class Poller:
                 if pending:
                     log.warning("poller_grace_expired", cancelled=len(pending), grace_s=self.grace)
         finally:
+            stopped.cancel()
             await self._cancel_in_flight(schedule)
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
@@ -300,7 +313,7 @@ class Poller:
         concurrency = self.config.poller.concurrency
         synced = time.monotonic()
         while not stop.is_set():
-            self._wake.clear()  # before claiming: a poll ending from now on wakes us
+            self._woken = False  # before claiming: a poll ending from now on wakes us
             if self._pending is not None:
                 await self._adopt(schedule, stop)
                 synced = time.monotonic()
@@ -327,11 +340,34 @@ class Poller:
                 # feeds back into the schedule, newer configs' changes respected.
                 synced = time.monotonic()
                 await self._sync(schedule, stop)
-            await _wait_any(stop, self._wake, timeout)
+            await self._sleep(timeout)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.pop(task, None)
-        self._wake.set()
+        # Wake the loop only when it would claim (see _loop), not at every poll's end.
+        free = self.config.poller.concurrency - len(self._in_flight)
+        if free * CLAIM_BATCH >= self.config.poller.concurrency or not self._in_flight:
+            self._wake()
+
+    def _wake(self) -> None:
+        """Make the claim loop look again now (a poll ended, stop, a new config)."""
+        self._woken = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if :meth:`_wake` is called meanwhile."""
+        if self._woken:
+            return
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_later(seconds, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
 
     async def _poll_claimed(self, schedule: SharedSchedule, claim: Claim) -> None:
         feed = self._feed(claim)
@@ -433,6 +469,11 @@ class Poller:
 def _parse_processes() -> int:
     """One parse process per core beyond the poller's own, within bounds."""
     return max(1, min(MAX_PARSE_PROCESSES, (os.cpu_count() or 2) - 1))
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 async def _wait_any(stop: asyncio.Event, wake: asyncio.Event | None, seconds: float) -> None:

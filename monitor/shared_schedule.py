@@ -42,6 +42,7 @@ build ``feedconf`` key names from the prefix, so they assume one Redis, not a cl
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -92,14 +93,25 @@ end
 """
 _COMPLETE = _COMPLETE_LUA + "return complete(ARGV)"
 
-# KEYS[1] schedule, KEYS[2] leases, KEYS[3] the feed's state hash; ARGV: id, token,
-# claimed at, delay, health, then monitor.feed_state.record_args. The poll's outcome is
-# recorded whether or not the lease is still held (as a poll outside the schedule
-# would); the due time only with the lease. Returns {1 or 0 (lease lost), health change}.
+# Many polls' finish in one run (monitor.redis_batch): KEYS[1] schedule, KEYS[2] leases,
+# then each poll's state hash; ARGV: one JSON array per poll, all strings: id, token,
+# claimed at, delay, health, then monitor.feed_state.record_args. A poll's outcome is
+# recorded whether or not its lease is still held (as a poll outside the schedule
+# would); its due time only with the lease. Returns per poll: 1 or 0 (lease lost), the
+# health change.
 _FINISH = (
     RECORD_LUA
     + _COMPLETE_LUA
-    + "local change = record(KEYS[3], ARGV[5], ARGV, 6)\nreturn {complete(ARGV), change}"
+    + """
+local out = {}
+for i = 1, #ARGV do
+  local poll = cjson.decode(ARGV[i])
+  local change = record(KEYS[2 + i], poll[5], poll, 6)
+  out[#out + 1] = complete(poll)
+  out[#out + 1] = change
+end
+return out
+"""
 )
 
 # KEYS[1] schedule, KEYS[2] leases; ARGV[1] heartbeat key prefix. Feeds leased by a
@@ -160,8 +172,12 @@ class SharedSchedule:
         self._claim = client.register_script(_CLAIM)
         self._complete = client.register_script(_COMPLETE)
         self._orphans = client.register_script(_ORPHANS)
-        # Polls end in bursts: their finish calls share pipelines (monitor.redis_batch).
-        self._finish = ScriptBatcher(client, client.register_script(_FINISH))
+        # Polls end in bursts: their finish calls share one script run (monitor.redis_batch).
+        self._finish = ScriptBatcher(
+            client.register_script(_FINISH),
+            shared_keys=[keys.schedule(), keys.leases()],
+            width=2,
+        )
 
     async def sync(self, config: Config, *, lease: float, generation: float = 0.0) -> SyncReport:
         """Bring the schedule to the enabled feeds of ``config``.
@@ -254,16 +270,11 @@ class SharedSchedule:
         :func:`monitor.feed_state.record_poll`) and :meth:`complete` the claim, in one
         atomic round trip. Returns whether the lease was still held, and the health
         change."""
+        payload = [claim.feed_id, claim.token, repr(claim.claimed_at), repr(delay), health]
+        payload += [_text(value) for value in record_args(fields)]
         kept, change = await self._finish.call(
-            [self._keys.schedule(), self._keys.leases(), self._keys.feed_by_id(claim.feed_id)],
-            [
-                claim.feed_id,
-                claim.token,
-                repr(claim.claimed_at),
-                repr(delay),
-                health,
-                *record_args(fields),
-            ],
+            self._keys.feed_by_id(claim.feed_id),
+            json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
         )
         return bool(kept), health_change(change)
 
@@ -299,6 +310,11 @@ def _resume_at(next_poll: str | None, now: float, start: float, config: Config) 
         return now
     cap = max(start, config.poller.max_backoff, config.poller.gone_interval)
     return min(max(now, float(next_poll)), now + cap)
+
+
+def _text(value: str | int | float) -> str:
+    """A value as redis-py would write it (``repr`` of a number), for a JSON payload."""
+    return value if isinstance(value, str) else repr(value)
 
 
 def _pairs(flat: Sequence[Any]) -> dict[Any, Any]:

@@ -268,28 +268,36 @@ def test_a_claim_carries_the_feeds_state_and_finish_records_it_in_one_step(
     with_schedule(redis_url, prefix, body)
 
 
-def test_finishes_of_one_loop_turn_share_a_pipeline_and_survive_a_script_flush(
+def test_finishes_of_one_loop_turn_share_one_script_run_and_survive_a_script_flush(
     redis_url: str, prefix: str
 ) -> None:
     config = make_config(prefix, *feeds_of(30))
 
+    async def evalsha_calls(schedule: SharedSchedule) -> int:
+        stats = await schedule._client.info("commandstats")
+        return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
     async def body(schedule: SharedSchedule) -> None:
         await schedule.sync(config, lease=30)
+        (first,) = (await schedule.claim(1, lease=30)).claims
+        await schedule.finish(first, 600, fields={}, health="healthy")  # loads the script
         claims = (await schedule.claim(20, lease=30)).claims
+        before = await evalsha_calls(schedule)
         results = await asyncio.gather(
             *(
                 schedule.finish(c, 600, fields={"n": i}, health="healthy")
                 for i, c in enumerate(claims)
             )
         )
+        assert await evalsha_calls(schedule) - before == 1  # 20 polls, one run
         assert [kept for kept, _ in results] == [True] * 20
         await schedule._client.script_flush()  # Redis forgets the script: loaded again
         rest = (await schedule.claim(20, lease=30)).claims
-        assert len(rest) == 10
+        assert len(rest) == 9
         results = await asyncio.gather(
             *(schedule.finish(c, 600, fields={}, health="healthy") for c in rest)
         )
-        assert [kept for kept, _ in results] == [True] * 10
+        assert [kept for kept, _ in results] == [True] * 9
         assert (await schedule.claim(30, lease=30)).claims == ()
         for i, claim in enumerate(claims):
             stored = await schedule._client.hget(Keys(prefix).feed_by_id(claim.feed_id), "n")
