@@ -4,6 +4,7 @@ Run::
 
     .venv/bin/python -m bench.e2e_worker                       # the variants, interleaved
     .venv/bin/python -m bench.e2e_worker --batch 2 --inline 0  # one variant (for py-spy)
+    .venv/bin/python -m bench.e2e_worker --no-ner              # all but NER (less noise)
 
 What runs: a private redis-server, the webhook receiver of :mod:`bench.e2e_procs` (a
 thread here), the e2e config (1,000 watch-list rules, NER on, one signed webhook
@@ -11,7 +12,9 @@ channel). Per round and variant, ``--items`` fresh news items from 50 feeds are
 enqueued as the poller would (:func:`monitor.enqueue.enqueue_batches`, ``--batch``
 items a job), then an in-process rq worker (the one ``wirewatch work`` runs) works in
 burst mode until both queues are empty. Measured: the worker thread's CPU time and the
-wall time per item, alerts received. Variants: every ``--batch`` × ``--inline``
+wall time per item, alerts received, and the worker's Redis round trips and commands
+per item (round trips counted on the client's connection, commands by the server's
+``INFO commandstats``). Variants: every ``--batch`` × ``--inline``
 (``delivery.inline_timeout``; 0 = every delivery an rq job, the old path), interleaved
 round by round so the shared machine's load falls on all of them alike.
 """
@@ -31,7 +34,7 @@ from pathlib import Path
 import redis
 
 from bench.e2e_data import news_texts, watch_rules
-from bench.e2e_procs import Receiver, machine, write_config
+from bench.e2e_procs import Receiver, machine, tree_cpu, write_config
 from monitor.config import Config
 from monitor.config_loader import load_config
 from monitor.enqueue import enqueue_batches, items_queue
@@ -43,6 +46,22 @@ from workers import resources
 from workers.worker import new_worker
 
 FEEDS = 50
+
+
+class _Counting(redis.UnixDomainSocketConnection):
+    """A connection (the private server's socket) that counts its round trips: a command
+    or a pipeline is one send."""
+
+    sends = 0
+
+    def send_packed_command(self, command: object, check_health: bool = True) -> None:
+        _Counting.sends += 1
+        super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
+
+
+def _commands(connection: redis.Redis) -> int:
+    stats = connection.info("commandstats")
+    return sum(int(value["calls"]) for value in stats.values())
 
 
 def _items(texts: list[tuple[str, str]], start: int, count: int, tag: str) -> list[Item]:
@@ -73,7 +92,12 @@ def _variant(config: Config, inline: float) -> Config:
 
 
 def run_once(
-    connection: redis.Redis, config: Config, items: list[Item], batch: int, receiver: Receiver
+    connection: redis.Redis,
+    config: Config,
+    items: list[Item],
+    batch: int,
+    receiver: Receiver,
+    redis_pid: int,
 ) -> dict[str, float]:
     """Enqueue ``items`` in jobs of ``batch``, then work them off; CPU and wall per item."""
     res = resources.load(config, previous=resources.current())
@@ -81,9 +105,12 @@ def run_once(
     enqueue_batches(items_queue(connection, keys), items, batch_size=batch, job_timeout=300)
     before = receiver.count()
     worker = new_worker(res, connection)
+    commands, sends, server = _commands(connection), _Counting.sends, tree_cpu(redis_pid)
     cpu, wall = time.thread_time(), time.perf_counter()
     worker.work(burst=True, with_scheduler=False, logging_level="WARNING")
     cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
+    sends, server = _Counting.sends - sends, tree_cpu(redis_pid) - server
+    commands = _commands(connection) - commands - 1  # the INFO itself
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and receiver.count() == before:
         time.sleep(0.05)
@@ -91,6 +118,9 @@ def run_once(
         "cpu_ms": 1000 * cpu / len(items),
         "wall_ms": 1000 * wall / len(items),
         "alerts": receiver.count() - before,
+        "redis_ms": 1000 * server / len(items),
+        "trips": sends / len(items),
+        "commands": commands / len(items),
     }
 
 
@@ -101,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inline", default="0,5", help="delivery.inline_timeout values")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rules", type=int, default=1000)
+    parser.add_argument(
+        "--no-ner", action="store_true", help="NER off: the rest of the path, less noisy"
+    )
     args = parser.parse_args(argv)
     sizes = [int(x) for x in args.batch.split(",")]
     inlines = [float(x) for x in args.inline.split(",")]
@@ -123,10 +156,14 @@ def main(argv: list[str] | None = None) -> int:
         term_sets=term_sets,
     )
     base = load_config(path)
+    if args.no_ner:
+        ner = base.workers.ner.model_copy(update={"enabled": False})
+        base = base.model_copy(update={"workers": base.workers.model_copy(update={"ner": ner})})
     configure_logging("warning", "json")
     resources.load(base)
     importlib.import_module("workers.jobs")  # as ``wirewatch work`` does before working
-    connection = redis.Redis.from_url(server.url)
+    pool = redis.ConnectionPool.from_url(server.url, connection_class=_Counting)
+    connection = redis.Redis(connection_pool=pool)
     print(f"machine: {machine()}; {args.rules} rules, texts from {source}", flush=True)
     results: dict[tuple[int, float], list[dict[str, float]]] = {v: [] for v in variants}
     start = 0
@@ -135,19 +172,30 @@ def main(argv: list[str] | None = None) -> int:
             for batch, inline in variants:
                 items = _items(texts, start, args.items, f"r{round_}b{batch}i{inline}")
                 start += args.items
-                figures = run_once(connection, _variant(base, inline), items, batch, receiver)
+                figures = run_once(
+                    connection, _variant(base, inline), items, batch, receiver, server.pid or 0
+                )
                 if round_:
                     results[(batch, inline)].append(figures)
     finally:
         connection.close()
         receiver.stop()
         server.stop()
-    print(f"{'batch':>5} {'inline s':>8} {'CPU ms/item':>12} {'wall ms/item':>13} {'alerts':>7}")
+    print(
+        f"{'batch':>5} {'inline s':>8} {'CPU ms/item':>12} {'wall ms/item':>13} {'alerts':>7}"
+        f" {'trips/item':>10} {'cmds/item':>9} {'redis CPU ms/item':>17}"
+    )
     for (batch, inline), runs in results.items():
         cpu = statistics.median(r["cpu_ms"] for r in runs)
         wall = statistics.median(r["wall_ms"] for r in runs)
         alerts = statistics.median(r["alerts"] for r in runs)
-        print(f"{batch:>5} {inline:>8g} {cpu:>12.2f} {wall:>13.2f} {alerts:>7.0f}")
+        trips = statistics.median(r["trips"] for r in runs)
+        commands = statistics.median(r["commands"] for r in runs)
+        server_ms = statistics.median(r["redis_ms"] for r in runs)
+        print(
+            f"{batch:>5} {inline:>8g} {cpu:>12.2f} {wall:>13.2f} {alerts:>7.0f}"
+            f" {trips:>10.2f} {commands:>9.2f} {server_ms:>17.2f}"
+        )
     return 0
 
 

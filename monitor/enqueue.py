@@ -19,19 +19,25 @@ Invariants:
   copy the whole payload a second time into the job's hash;
 - the items are counted (``wirewatch_items_enqueued_total``, :mod:`monitor.metrics`)
   in the same transaction as the jobs: counted once, with no round trip of its own;
-- jobs retry 3 times (5 s, 30 s, 120 s; the rq worker needs its scheduler for the
-  delays) and failed jobs are kept 7 days for inspection.
+- jobs retry 3 times (at once, then after 30 s and 120 s; the rq worker needs its scheduler for the
+  delays) and failed jobs are kept 7 days for inspection;
+- a job that succeeded is kept :data:`RESULT_TTL` (rq's default: 500 s): nothing reads
+  its return value (the batch's summary is logged), and at 300 items/s rq's default
+  would hold ~150,000 items' payloads in Redis. Not 0: rq 2.12 then deletes the job at
+  once, which costs 7 more round trips a job (status reads, executions) than an EXPIRE.
 
 Coalescing (why: a poll usually brings 1–3 new items, and a worker pays a fixed cost
 per job — rq's bookkeeping, a handful of Redis round trips, a NER call — that is several
-times an item's own): when the items queue already holds jobs (the workers are behind,
-so a few milliseconds cost no latency), concurrent hand-overs of several polls are
-gathered for :data:`COALESCE_S` and pushed as one group commit: their items cut into
-jobs of ``batch_size`` together, in one MULTI. Each call still returns only when its
+times an item's own): concurrent hand-overs are pushed as group commits. While one
+commit is in flight, the hand-overs that arrive gather behind it and go as the next one
+(their items cut into jobs of ``batch_size`` together, in one MULTI): no wait is added,
+and several polls that finish within a few milliseconds share jobs. When the items queue
+already holds jobs (the workers are behind, so a few milliseconds cost no latency), a
+group also waits :data:`COALESCE_S` for more. Each call still returns only when its
 items are in Redis (or raises, if the group's transaction failed), so "enqueue first,
 mark seen after" and "all of a poll's items or none" hold for every poll; the job ids a
-call returns are those of the jobs holding its items. With an empty queue, a hand-over
-is pushed at once, as its own job(s).
+call returns are those of the jobs holding its items. A lone hand-over is pushed at
+once, as its own job(s).
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ ON_FAILURE = "workers.jobs.batch_job_failed"  # releases the batch's dedupe clai
 # (which may have died with it); later ones give a broken dependency time to recover.
 RETRY_INTERVALS = (0, 30, 120)
 FAILURE_TTL = 7 * 24 * 3600
+RESULT_TTL = 60  # seconds a finished batch job stays (see the module docstring)
 COALESCE_S = 0.05  # how long a group waits for more hand-overs (only when backed up)
 
 
@@ -81,7 +88,8 @@ class _Group:
 
 
 _groups_lock = threading.Lock()
-_open_groups: dict[tuple[object, ...], _Group] = {}
+_open_groups: dict[tuple[object, ...], _Group] = {}  # per shape: the group still open
+_commit_locks: dict[tuple[object, ...], threading.Lock] = {}  # per shape: one commit at a time
 
 
 def enqueue_batches(
@@ -100,8 +108,6 @@ def enqueue_batches(
     if not items:
         return []
     keys = keys or Keys(queue.name.removesuffix("items"))
-    if not queue.count:  # the workers keep up: no reason to wait, a job of its own
-        return _commit(queue, [list(items)], batch_size, job_timeout, keys)[0]
     # One group per queue, connection and job shape: only such calls can share a job.
     shape = (queue.name, id(queue.connection), batch_size, job_timeout, keys.prefix)
     with _groups_lock:
@@ -109,18 +115,25 @@ def enqueue_batches(
         leader = group is None
         if group is None:
             group = _open_groups[shape] = _Group()
+            commit_lock = _commit_locks.setdefault(shape, threading.Lock())
         index = len(group.requests)
         group.requests.append(list(items))
     if not leader:
         group.done.wait()
     else:
-        time.sleep(COALESCE_S)  # the workers are behind: give other polls a moment to join
-        with _groups_lock:  # closed: later calls start a group of their own
-            del _open_groups[shape]
         try:
-            group.job_ids = _commit(queue, group.requests, batch_size, job_timeout, keys)
+            behind = bool(queue.count)  # asked before waiting: our own jobs don't count
+            with commit_lock:  # a commit in flight: later hand-overs join this group
+                if behind:  # the workers are behind: give other polls a moment to join
+                    time.sleep(COALESCE_S)
+                with _groups_lock:  # closed: later calls start a group of their own
+                    del _open_groups[shape]
+                group.job_ids = _commit(queue, group.requests, batch_size, job_timeout, keys)
         except BaseException as exc:
             group.error = exc
+            with _groups_lock:
+                if _open_groups.get(shape) is group:
+                    del _open_groups[shape]
         finally:
             group.done.set()
     if group.error is not None:
@@ -140,6 +153,7 @@ def _commit(
             JOB_FUNCTION,
             args=(batch_payload(batch),),
             timeout=job_timeout,
+            result_ttl=RESULT_TTL,
             failure_ttl=FAILURE_TTL,
             retry=Retry(max=len(RETRY_INTERVALS), interval=list(RETRY_INTERVALS)),
             on_failure=Callback(ON_FAILURE),

@@ -76,6 +76,32 @@ def test_concurrent_hand_overs_share_jobs_when_the_workers_are_behind(
     assert all(len(job.args[0]["items"]) <= 10 for job in queue.get_jobs())
 
 
+def test_hand_overs_during_a_commit_share_the_next_one_with_an_empty_queue(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    """Group commit: no backlog, so no wait; those arriving while a commit is in flight
+    go together in the next one."""
+    queue = items_queue(redis_client, Keys(prefix))
+    polls = 6
+    results: dict[int, list[str]] = {}
+    barrier = threading.Barrier(polls)
+
+    def poll(feed: int) -> None:
+        own = items_queue(redis_client, Keys(prefix))
+        barrier.wait()
+        results[feed] = enqueue_batches(own, feed_items(feed, 2), batch_size=100, job_timeout=60)
+
+    threads = [threading.Thread(target=poll, args=(feed,)) for feed in range(polls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(results) == polls
+    assert queue.count < polls  # without group commits: one job per poll
+    for feed, job_ids in results.items():
+        assert {item.key for item in feed_items(feed, 2)} <= items_of(redis_client, prefix, job_ids)
+
+
 def test_a_failed_commit_fails_the_call(prefix: str) -> None:
     broken = redis.Redis(unix_socket_path="/nonexistent/redis.sock")
     queue = items_queue(broken, Keys(prefix))

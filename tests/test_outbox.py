@@ -19,7 +19,7 @@ from monitor.config_loader import parse_config
 from monitor.items import Item
 from monitor.keys import Keys
 from workers import resources
-from workers.alerts import alert_id, raise_alert
+from workers.alerts import alert_id, raise_alert, raise_alerts
 from workers.deadletter import attempts_of
 from workers.dispatch import job_id
 from workers.model import Alert
@@ -190,3 +190,28 @@ def test_inline_timeout_zero_keeps_one_delivery_job_per_send(
     assert Job.exists(job_id(res.keys, alert.id, "ops", 1), connection=redis_client)
     run_worker(config, redis_url, burst=True)
     assert webhook_receiver.wait_for(1)[0].id == alert.id
+
+
+def test_a_batch_raises_its_alerts_together_and_a_repeated_id_once(
+    redis_client: redis.Redis, prefix: str, webhook_receiver: WebhookReceiver
+) -> None:
+    config = hook_config(prefix, webhook_receiver)
+    res = resources.load(config)
+    rule = config.rules[0]
+    first, second = an_alert(config, 1), an_alert(config, 2)
+    pending: list[Send] = []
+    created = raise_alerts(
+        redis_client, res, [(first, rule), (second, rule), (first, rule)], pending
+    )
+    assert created == [True, True, False]
+    assert pending == [Send(first, "ops"), Send(second, "ops")]
+    assert send_all(redis_client, res, pending) == {"sent": 2, "handed_on": 0, "skipped": 0}
+    assert {hook.id for hook in webhook_receiver.wait_for(2)} == {first.id, second.id}
+    for alert in (first, second):
+        assert redis_client.exists(res.keys.delivered(alert.id, "ops"))
+        assert not redis_client.exists(res.keys.sending(alert.id, "ops"))  # lock released
+    assert redis_client.zcard(res.keys.outbox()) == 0
+    # Raised again (a retried batch): nothing new, nothing to send.
+    again: list[Send] = []
+    assert raise_alerts(redis_client, res, [(first, rule), (second, rule)], again) == [False, False]
+    assert again == []

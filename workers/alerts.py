@@ -15,12 +15,16 @@ without its ``queued`` flag and routes it then; every routing step is idempotent
 outbox entries keyed by alert and channel). A send the batch makes itself is written to
 the outbox with the flag, in one MULTI (:mod:`workers.outbox`: who sends it if the
 worker dies before it does).
+
+A batch raises all its alerts together (:func:`raise_alerts`): the claims in one
+pipeline, the routing writes in the batch's own MULTI, with its items' state.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import redis
@@ -59,28 +63,78 @@ def raise_alert(
 
     ``outbox``: where a batch job collects the sends it makes itself once the batch is
     done (:mod:`workers.outbox`); without it, every send now is a delivery job."""
+    return raise_alerts(connection, res, [(alert, rule)], outbox)[0]
+
+
+def raise_alerts(
+    connection: redis.Redis,
+    res: Resources,
+    pending: Sequence[tuple[Alert, RuleConfig]],
+    outbox: list[Send] | None = None,
+    writes: redis.client.Pipeline | None = None,
+) -> list[bool]:
+    """:func:`raise_alert` for several alerts in two round trips; per alert whether it
+    was new. An id repeated in ``pending`` is raised once (its repeats: False).
+
+    ``writes``: a MULTI pipeline of the caller's that the flags, history and outbox
+    entries join (the caller executes it; until then no alert counts as routed), else
+    they are written here, in one MULTI."""
     keys = res.keys
-    key = keys.alert(alert.id)
     ttl = int(res.config.workers.alert_days * 86400)
-    record = json.dumps(alert.to_json(), separators=(",", ":"))
-    routed_flag = f"{key}:queued"
-    # One round trip: the claim, whether it was routed before, whether the story is muted
-    # (by its id, or by the item's key: muting an item mutes the story it is in).
+    first = {alert.id: n for n, (alert, _) in reversed(list(enumerate(pending)))}
+    unique = [(n, alert, rule) for n, (alert, rule) in enumerate(pending) if first[alert.id] == n]
+    # One round trip: the claims, whether each was routed before, whether its story is
+    # muted (by its id, or by the item's key: muting an item mutes the story it is in).
     pipe = connection.pipeline(transaction=False)
-    pipe.set(key, record, nx=True, ex=ttl)
-    pipe.exists(routed_flag)
-    pipe.exists(keys.muted(alert.story), keys.muted(alert.item.key))
-    claimed, routed, muted = pipe.execute()
-    created = bool(claimed)
-    if not created and routed:
-        log.info("alert_duplicate", alert_id=alert.id, rule=alert.rule_id, story=alert.story)
-        return False
-    # The flag, the history and the outbox entries in one MULTI: a crash leaves all or
+    for _, alert, _ in unique:
+        pipe.set(keys.alert(alert.id), _record(alert), nx=True, ex=ttl)
+        pipe.exists(f"{keys.alert(alert.id)}:queued")
+        pipe.exists(keys.muted(alert.story), keys.muted(alert.item.key))
+    replies = pipe.execute()
+    # The flags, the history and the outbox entries in one MULTI: a crash leaves all or
     # none (then the retried batch routes again), and an entry is never without its flag.
-    writes = connection.pipeline(transaction=True)
+    multi = writes if writes is not None else connection.pipeline(transaction=True)
+    created = [False] * len(pending)
+    sends: list[Send] = []
+    for index, (n, alert, rule) in enumerate(unique):
+        claimed, routed, muted = replies[3 * index : 3 * index + 3]
+        created[n] = bool(claimed)
+        if not claimed and routed:
+            log.info("alert_duplicate", alert_id=alert.id, rule=alert.rule_id, story=alert.story)
+            continue
+        names = _record_and_route(
+            connection, multi, res, alert, rule, bool(claimed), bool(muted), outbox is not None
+        )
+        if names:
+            due = deadline(res, time.time())
+            multi.zadd(keys.outbox(), {member(alert.id, name): due for name in names}, nx=True)
+            sends.extend(Send(alert, name) for name in names)
+        multi.set(f"{keys.alert(alert.id)}:queued", "1", ex=ttl)
+    if writes is None:
+        multi.execute()
+    if outbox is not None:
+        outbox.extend(sends)
+    return created
+
+
+def _record(alert: Alert) -> str:
+    return json.dumps(alert.to_json(), separators=(",", ":"))
+
+
+def _record_and_route(
+    connection: redis.Redis,
+    multi: redis.client.Pipeline,
+    res: Resources,
+    alert: Alert,
+    rule: RuleConfig,
+    created: bool,
+    muted: bool,
+    inline: bool,
+) -> list[str]:
+    """The alert's history entry (when new) and its routing; the channels sent inline."""
     if created:
         history(
-            writes,
+            multi,
             res,
             "raised",
             alert.id,
@@ -98,17 +152,7 @@ def raise_alert(
             title=alert.item.title,
             channels=rule.channels,
         )
-    sends = _route(
-        connection, writes, res, alert, rule, muted=bool(muted), inline=outbox is not None
-    )
-    if sends:
-        due = deadline(res, time.time())
-        writes.zadd(keys.outbox(), {member(alert.id, name): due for name in sends}, nx=True)
-    writes.set(routed_flag, "1", ex=ttl)
-    writes.execute()
-    if outbox is not None:
-        outbox.extend(Send(alert, name) for name in sends)
-    return created
+    return _route(connection, multi, res, alert, rule, muted=muted, inline=inline)
 
 
 def _route(

@@ -4,15 +4,16 @@ alerts and follow-ups → the items kept for backtests.
 Role: the body of ``process_batch`` (:mod:`workers.jobs` is the thin rq entry point).
 Round trips to Redis per batch: exact dedupe (1), stories (probe, fetch, commit: 2–3),
 exact copies' stories (0–2), the touched stories' alerts and names with the items'
-previous versions (1); then per alert 2 (:mod:`workers.alerts`); then one pipeline (1)
-with every item's state (its record, the story's names and first alerts) and the batch's
-metrics (:mod:`monitor.metrics`: items by result, story joins, matches per rule, alerts
-raised, publication → match); last, the first attempt of each alert the fatigue rules
-send now (:mod:`workers.outbox`: 2 round trips and the send each).
+previous versions (1); the claims of every alert the batch decided (1,
+:func:`workers.alerts.raise_alerts`); then one MULTI (1) with the alerts' routing (flags,
+history, outbox entries), every item's state (its record, the story's names and first
+alerts) and the batch's metrics (:mod:`monitor.metrics`: items by result, story joins,
+matches per rule, alerts raised, publication → match); last, the first attempts the
+fatigue rules send now (:mod:`workers.outbox`: 2 round trips for all, and the sends).
 
-Order matters for restart safety: alerts and follow-ups (idempotent by id) are raised
+Order matters for restart safety: alerts and follow-ups (idempotent by id) are claimed
 *before* the state they are decided from is written (the story's names, the item's
-stored version — all written after the batch's last alert; a later item of the batch
+stored version — written in the same MULTI as the alerts' routing; a later item of the batch
 sees the earlier ones' through the in-memory :class:`_Story`), so a batch retried after
 a crash decides the same again and its repeated alerts are recognised by id; a batch
 processed twice finds every item's story in ``story_of`` and raises nothing new.
@@ -39,7 +40,7 @@ from monitor.metrics import (
     STORY_JOINS,
     MetricsBuffer,
 )
-from workers.alerts import alert_id, raise_alert
+from workers.alerts import alert_id, raise_alerts
 from workers.dedupe import dedupe, release
 from workers.entities import distinct, item_text
 from workers.followups import FirstAlert, follow_up_id, follow_ups
@@ -72,9 +73,11 @@ class _Context:
     now: float
     counts: dict[str, int]
     rules: dict[str, RuleConfig]
-    writes: redis.client.Pipeline  # the items' state, written once every alert is raised
+    writes: redis.client.Pipeline  # MULTI: the alerts' routing, the items' state, metrics
     metrics: MetricsBuffer = field(default_factory=MetricsBuffer)
     outbox: list[Send] = field(default_factory=list)  # sent when the batch is done
+    # Alerts decided, raised together once every item is decided: (alert, rule, count).
+    alerts: list[tuple[Alert, RuleConfig, str]] = field(default_factory=list)
 
 
 def process_items(
@@ -104,7 +107,7 @@ def process_items(
             "follow_ups": 0,
         },
         {rule.id: rule for rule in res.config.rules if rule.enabled},
-        connection.pipeline(transaction=False),
+        connection.pipeline(transaction=True),
     )
     context.counts["stories"] = len({view.id for view in views.values()})
     failed: list[tuple[Item, str]] = []
@@ -122,6 +125,7 @@ def process_items(
         _raise_follow_ups(context, item, owner_entities.get(owner, []), story, None, [])
     if failed:
         release(connection, keys, [item for item, _ in failed])
+    _raise(context)
     metrics = context.metrics
     metrics.inc(ITEMS_PROCESSED, "new", by=len(found.new) - len(failed))
     metrics.inc(ITEMS_PROCESSED, "duplicate", by=len(found.duplicates))
@@ -139,6 +143,19 @@ def process_items(
     sent = send_all(connection, res, context.outbox)
     context.counts["sent"] = sent["sent"]
     return context.counts, failed
+
+
+def _raise(context: _Context) -> None:
+    """Claim the batch's alerts (one round trip) and route them: their flags, history
+    and outbox entries join the batch's writes."""
+    pending = [(alert, rule) for alert, rule, _ in context.alerts]
+    created = raise_alerts(
+        context.connection, context.res, pending, context.outbox, writes=context.writes
+    )
+    for (alert, rule, counter), new in zip(context.alerts, created, strict=True):
+        if new:
+            context.counts[counter] += 1
+            context.metrics.inc(ALERTS_RAISED, rule.id, alert.kind)
 
 
 def _assign(
@@ -228,7 +245,7 @@ def _process_item(
     story: _Story,
     previous: dict[str, object] | None,
 ) -> None:
-    res, connection = context.res, context.connection
+    res = context.res
     keys = res.keys
     earlier = dict(story.alerts)  # rules that alerted before this item: follow-ups
     matches = res.rules.match(item, entities, story.view)
@@ -241,9 +258,7 @@ def _process_item(
         if rule is None:
             continue
         alert = _alert(match, rule, item, entities, story.view, alert_id(rule.id, story.view.id))
-        if raise_alert(connection, res, alert, rule, context.outbox):
-            context.counts["alerts"] += 1
-            context.metrics.inc(ALERTS_RAISED, rule.id, alert.kind)
+        context.alerts.append((alert, rule, "alerts"))
         if rule.id not in story.alerts:
             first = FirstAlert(alert.id, item.key, story.view.outlet_count, item.title)
             story.alerts[rule.id] = first
@@ -304,9 +319,7 @@ def _raise_follow_ups(
                 first=first,
                 reason=decision.reason,
             )
-            if raise_alert(context.connection, context.res, alert, rule, context.outbox):
-                context.counts["follow_ups"] += 1
-                context.metrics.inc(ALERTS_RAISED, rule.id, alert.kind)
+            context.alerts.append((alert, rule, "follow_ups"))
 
 
 def _alert(

@@ -18,6 +18,11 @@ Never twice: an inline send and a delivery job take the same ``sending:`` lock, 
 check ``delivered:`` under it (one Lua script); a crash between a send and its mark can
 repeat it, as with a job, and receivers drop the repeat by ``webhook-id`` (the alert id).
 
+Round trips: the claims of a batch's sends go in one pipeline, and the outcomes of the
+sends that went well (delivered, or found delivered) in one MULTI after the last send;
+a failed or slow send writes its hand-over at once. Sends that take longer than the
+claimed locks' margin split the writes (:func:`send_all`).
+
 Channels sent inline: webhook, email and log (their timeouts are ours to cap); Apprise
 goes through a job. After one slow or failed send, the batch hands that channel's other
 sends to jobs at once, so a receiver that is down cannot hold the batch up.
@@ -121,34 +126,109 @@ def _capped(channel: Channel, timeout: float) -> Channel:
 
 
 def send_all(connection: redis.Redis, res: Resources, sends: Sequence[Send]) -> dict[str, int]:
-    """Send each entry's first attempt; returns how many were sent, handed on, skipped."""
+    """Send each entry's first attempt; returns how many were sent, handed on, skipped.
+
+    Two round trips for the whole batch on the usual path: every send's claim in one
+    pipeline, every outcome that is not a hand-over (delivered, skipped) in one MULTI at
+    the end (a crash before it repeats those sends, as a crash between one send and its
+    mark did: receivers drop the repeat by ``webhook-id``)."""
     counts = {"sent": 0, "handed_on": 0, "skipped": 0}
     troubled: set[str] = set()  # channels slow or failing in this batch: jobs from now on
-    for send in sends:
-        if send.channel in troubled:
-            _hand_on(connection, res, send, "channel slow or failing in this batch")
-            counts["handed_on"] += 1
-            continue
-        outcome = _send_one(connection, res, send)
-        counts[outcome] += 1
-        if outcome == "handed_on":
-            troubled.add(send.channel)
+    marks = _Marks(res)
+    claims = _claim(connection, res, sends)
+    claimed_at = time.monotonic()
+    try:
+        for send, claimed in zip(sends, claims, strict=True):
+            lock, owner = _lock(res, send)
+            if claimed is None:  # removed by a reload since routing: the job path buries it
+                _hand_on(connection, res, send, "channel not in the config any more")
+                counts["handed_on"] += 1
+                continue
+            if claimed == 1 and time.monotonic() - claimed_at > LOCK_MARGIN_S - 1:
+                # Slow sends before this one: the locks claimed together are aging. Write
+                # the outcomes so far (their locks go with them), renew this one's.
+                _patiently(partial(marks.write, connection))
+                claimed = _claim(connection, res, [send])[0]
+            if claimed != 1:  # delivered already, or a delivery job is sending it now
+                marks.skipped(send)
+                counts["skipped"] += 1
+                continue
+            if send.channel in troubled:
+                why = "channel slow or failing in this batch"
+                _patiently(partial(_hand_on, connection, res, send, why, lock, owner))
+                counts["handed_on"] += 1
+                continue
+            outcome = _send_one(connection, res, send, lock, owner, marks)
+            counts[outcome] += 1
+            if outcome == "handed_on":
+                troubled.add(send.channel)
+    finally:
+        _patiently(partial(marks.write, connection))
     return counts
 
 
-def _send_one(connection: redis.Redis, res: Resources, send: Send) -> str:
-    keys, alert, name = res.keys, send.alert, send.channel
-    channel = res.config.channels.get(name)
-    if channel is None:  # removed by a reload since routing: the job path buries it
-        _hand_on(connection, res, send, "channel not in the config any more")
-        return "handed_on"
-    lock, owner = keys.sending(alert.id, name), f"inline-{alert.id}"
+def _lock(res: Resources, send: Send) -> tuple[str, str]:
+    """The ``sending:`` lock of a send and the owner an inline send writes into it."""
+    return res.keys.sending(send.alert.id, send.channel), f"inline-{send.alert.id}"
+
+
+def _claim(connection: redis.Redis, res: Resources, sends: Sequence[Send]) -> list[int | None]:
+    """Per send (one round trip): 1 the lock is ours, 0 someone sends it, -1 delivered;
+    None when its channel is gone from the config."""
     ttl = math.ceil(res.config.delivery.inline_timeout) + LOCK_MARGIN_S
-    claimed = int(connection.eval(_CLAIM, 2, keys.delivered(alert.id, name), lock, owner, ttl))
-    if claimed != 1:  # delivered already, or a delivery job is sending it right now
-        connection.zrem(keys.outbox(), member(alert.id, name))
-        return "skipped"
-    capped = _capped(channel, res.config.delivery.inline_timeout)
+    pipe = connection.pipeline(transaction=False)
+    known = [send for send in sends if send.channel in res.config.channels]
+    for send in known:
+        lock, owner = _lock(res, send)
+        pipe.eval(_CLAIM, 2, res.keys.delivered(send.alert.id, send.channel), lock, owner, ttl)
+    replies = iter(pipe.execute() if known else [])
+    return [int(next(replies)) if s.channel in res.config.channels else None for s in sends]
+
+
+class _Marks:
+    """The outcomes of a batch's sends, written together (one MULTI, so it can be run
+    again): per delivered send its mark (before its lock goes), history and outbox
+    entry; per skipped send its outbox entry; the deliveries' metrics."""
+
+    def __init__(self, res: Resources) -> None:
+        self.res = res
+        self.delivered: list[tuple[Send, str, str, float]] = []
+        self.skipped_: list[Send] = []
+
+    def skipped(self, send: Send) -> None:
+        self.skipped_.append(send)
+
+    def sent(self, send: Send, lock: str, owner: str) -> None:
+        self.delivered.append((send, lock, owner, time.time()))
+
+    def write(self, connection: redis.Redis) -> None:
+        if not self.delivered and not self.skipped_:
+            return
+        res, keys = self.res, self.res.keys
+        ttl = int(res.config.workers.alert_days * 86400)
+        metrics = MetricsBuffer()
+        pipe = connection.pipeline(transaction=True)
+        for send, lock, owner, at in self.delivered:
+            alert, name = send.alert, send.channel
+            metrics.inc(DELIVERIES, name, "alert", "sent")
+            if alert.item.published is not None:
+                metrics.observe(PUBLISH_TO_DELIVERY, at - alert.item.published.timestamp(), name)
+            pipe.set(keys.delivered(alert.id, name), str(at), ex=ttl)
+            pipe.eval(_RELEASE, 1, lock, owner)
+            history(pipe, res, "delivered", alert.id, channel=name, attempt=1)
+            pipe.zrem(keys.outbox(), member(alert.id, name))
+        for send in self.skipped_:
+            pipe.zrem(keys.outbox(), member(send.alert.id, send.channel))
+        metrics.write(pipe, keys)
+        pipe.execute()
+        self.delivered, self.skipped_ = [], []
+
+
+def _send_one(
+    connection: redis.Redis, res: Resources, send: Send, lock: str, owner: str, marks: _Marks
+) -> str:
+    alert, name = send.alert, send.channel
+    capped = _capped(res.config.channels[name], res.config.delivery.inline_timeout)
     try:
         deliver_to_channel(alert, name, capped, http=res.http)
     except DeliveryError as exc:
@@ -162,7 +242,16 @@ def _send_one(connection: redis.Redis, res: Resources, send: Send) -> str:
         log.exception("alert_inline_send_failed", alert_id=alert.id, channel=name)
         _patiently(partial(_hand_on, connection, res, send, "unexpected error", lock, owner))
         return "handed_on"
-    _patiently(partial(_delivered, connection, res, send, lock, owner))
+    marks.sent(send, lock, owner)
+    log.info(
+        "alert_delivered",
+        alert_id=alert.id,
+        channel=name,
+        rule=alert.rule_id,
+        title=alert.item.title,
+        attempt=1,
+        inline=True,
+    )
     return "sent"
 
 
@@ -179,33 +268,6 @@ def _patiently(write: Callable[[], None]) -> None:
             log.warning("outbox_redis_unavailable", reason=str(exc), retry_in_s=pause)
             time.sleep(pause)
             pause = min(pause * 2, 2.0)
-
-
-def _delivered(connection: redis.Redis, res: Resources, send: Send, lock: str, owner: str) -> None:
-    """One MULTI (so that it can be run again): the mark (before the lock goes), history,
-    metrics, the outbox entry."""
-    keys, alert, name = res.keys, send.alert, send.channel
-    metrics = MetricsBuffer()
-    metrics.inc(DELIVERIES, name, "alert", "sent")
-    if alert.item.published is not None:
-        metrics.observe(PUBLISH_TO_DELIVERY, time.time() - alert.item.published.timestamp(), name)
-    ttl = int(res.config.workers.alert_days * 86400)
-    pipe = connection.pipeline(transaction=True)
-    pipe.set(keys.delivered(alert.id, name), str(time.time()), ex=ttl)
-    pipe.eval(_RELEASE, 1, lock, owner)
-    history(pipe, res, "delivered", alert.id, channel=name, attempt=1)
-    metrics.write(pipe, keys)
-    pipe.zrem(keys.outbox(), member(alert.id, name))
-    pipe.execute()
-    log.info(
-        "alert_delivered",
-        alert_id=alert.id,
-        channel=name,
-        rule=alert.rule_id,
-        title=alert.item.title,
-        attempt=1,
-        inline=True,
-    )
 
 
 def _hand_on(

@@ -34,9 +34,11 @@ from collections.abc import Callable, Mapping, Sequence
 
 import redis
 import structlog
+from redis.client import Pipeline
 from rq import Queue, SimpleWorker, Worker
 from rq.job import Job
 from rq.serializers import JSONSerializer
+from rq.utils import now as utc_now
 from rq.worker.base import BaseWorker
 
 from monitor.config import Config
@@ -54,6 +56,9 @@ MAINTENANCE_INTERVAL_S = 10
 # between two waits; rq's default (420 s) would leave a dead worker's job, or a dead
 # scheduler process, alone for 7 minutes. 25 s: a wait of at most 10 s.
 WORKER_TTL_S = 25
+# rq renews the worker's own key (an HSET and an EXPIRE, two round trips) three times per
+# job; its TTL is WORKER_TTL_S + 60 s, so once a second is plenty.
+WORKER_BEAT_EVERY_S = 1.0
 MAX_RESTART_PAUSE_S = 30.0
 
 
@@ -67,6 +72,21 @@ class _Wirewatch(BaseWorker):
 
     def get_heartbeat_ttl(self, job: Job) -> int:
         return JOB_MONITORING_INTERVAL_S + HEARTBEAT_MARGIN_S
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
+        """rq's worker heartbeat, in one round trip and at most every
+        :data:`WORKER_BEAT_EVERY_S` when rq renews it in passing (between jobs). The
+        beats rq sends with a job's TTL, and the job's own heartbeat in the started
+        registry (what finds a dead worker's job), are untouched."""
+        if timeout is not None or pipeline is not None:
+            super().heartbeat(timeout, pipeline)
+            return
+        last = self.last_heartbeat
+        if last is not None and (utc_now() - last).total_seconds() < WORKER_BEAT_EVERY_S:
+            return
+        with self.connection.pipeline(transaction=False) as pipe:
+            super().heartbeat(pipeline=pipe)
+            pipe.execute()
 
     def run_maintenance_tasks(self) -> None:
         super().run_maintenance_tasks()  # type: ignore[no-untyped-call]

@@ -54,6 +54,7 @@ from workers.delivery.render import (
     truncate,
     webhook_body,
     why_again,
+    why_line,
 )
 from workers.model import Alert
 
@@ -221,6 +222,8 @@ def slack_message(alert: Alert) -> dict[str, Any]:
     fields = [_field("Rule", f"`{_mrkdwn(one_line(alert.rule_id))}`")]
     if why_again(alert):
         fields.insert(0, _field("Why again", _mrkdwn(why_again(alert))))
+    if why_line(alert):
+        fields.append(_field("Why", _mrkdwn(why_line(alert))))
     if alert.matched:
         fields.append(_field("Matched", _mrkdwn(matched_line(alert))))
     if alert.entities:
@@ -317,6 +320,8 @@ def teams_message(alert: Alert) -> dict[str, Any]:
     facts = [{"title": "Rule", "value": _md(one_line(alert.rule_id))}]
     if why_again(alert):
         facts.insert(0, {"title": "Why again", "value": _md(why_again(alert))})
+    if why_line(alert):
+        facts.append({"title": "Why", "value": _md(why_line(alert))})
     if alert.matched:
         facts.append({"title": "Matched", "value": _md(matched_line(alert))})
     if alert.entities:

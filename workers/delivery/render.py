@@ -44,10 +44,12 @@ __all__ = [
     "truncate",
     "webhook_body",
     "why_again",
+    "why_line",
     "why_matched",
 ]
 
 SUBJECT_MAX = 200  # characters; long enough to triage, short enough for any mail client
+WHY_MAX = 500  # characters of the satisfied clauses shown; a query may be long
 _ELLIPSIS = "…"
 
 
@@ -105,6 +107,14 @@ def why_again(alert: Alert) -> str:
     return f"{label}: {one_line(alert.reason)}" if label else ""
 
 
+def why_line(alert: Alert) -> str:
+    """The query clauses that held, ``; ``-separated (empty when none were recorded).
+
+    Why: an alert raised by ``about:`` clauses alone has no matched terms to show; its
+    clauses, with the item's similarity to each, are the only reason a reader gets."""
+    return truncate(one_line("; ".join(alert.explain)), WHY_MAX)
+
+
 def story_line(alert: Alert) -> str:
     """``<id>, first seen <time> on <outlet>, <n> outlets, <n> items`` (empty: no story)."""
     view = alert.story_view
@@ -155,6 +165,7 @@ def email_text(alert: Alert) -> str:
         *([why_again(alert), ""] if why_again(alert) else []),
         f"Rule:      {alert.rule_id}",
         f"Query:     {alert.query}",
+        *([f"Why:       {why_line(alert)}"] if why_line(alert) else []),
         f"Feed:      {feed_line(alert)}",
         f"Published: {_published(alert)}",
     ]
@@ -233,6 +244,8 @@ def email_html(alert: Alert) -> str:
         ("Feed", escape(feed_line(alert))),
         ("Published", escape(_published(alert))),
     ]
+    if why_line(alert):
+        rows.insert(2, ("Why", escape(why_line(alert))))
     if story_line(alert):
         rows.append(("Story", escape(story_line(alert))))
     if why_again(alert):

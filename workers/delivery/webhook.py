@@ -17,6 +17,12 @@ replace the protocol headers above; ``Content-Type`` is the format's, except tha
 Invariants: runs synchronously (inside an rq job); never follows redirects (a POST
 that is redirected is a configuration problem, and following it could leak the body);
 never puts the URL, a header value or the secret into an error or log line.
+
+Kept-alive connections (the worker's client, :mod:`workers.resources`): a receiver may
+close an idle connection just as we send on it. A request that fails on a *reused*
+connection before any response header arrived (reset, or closed with no answer) is sent
+once more on a fresh connection; the receiver drops a repeat by ``webhook-id``. A
+failure on a fresh connection, or after a response began, is the send's outcome.
 """
 
 from __future__ import annotations
@@ -141,15 +147,43 @@ def _headers(
     return headers
 
 
+# Errors of a connection the receiver closed while it sat idle in the pool.
+_STALE_ERRORS = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
 def _post(
     client: httpx.Client, channel: WebhookChannel, body: bytes, headers: httpx.Headers
 ) -> httpx.Response:
+    """POST once; again on a fresh connection if a reused one was stale (module doc)."""
+    events: list[str] = []
+    try:
+        return _request(client, channel, body, headers, events.append)
+    except _STALE_ERRORS:
+        # httpcore traces a TCP connect only for a new connection, and the end of the
+        # response headers once any answer came: neither means a stale pooled one.
+        if any(e.endswith(("connect_tcp.started", "response_headers.complete")) for e in events):
+            raise
+    with httpx.Client(follow_redirects=False) as fresh:
+        return _request(fresh, channel, body, headers, events.append)
+
+
+def _request(
+    client: httpx.Client,
+    channel: WebhookChannel,
+    body: bytes,
+    headers: httpx.Headers,
+    seen: Callable[[str], None],
+) -> httpx.Response:
+    def trace(event: str, info: object) -> None:
+        seen(event)
+
     return client.post(
         channel.url.get_secret_value(),
         content=body,
         headers=headers,
         timeout=channel.timeout,
         follow_redirects=False,
+        extensions={"trace": trace},
     )
 
 
