@@ -55,7 +55,10 @@ _FLOAT_FIELDS = (
 # so a scheduled poll records its outcome and its next due time in one round trip.
 # record(key, health, args, at): args[at] is n, then n field/value pairs, then the names
 # of fields to delete. Returns the previous health ("" when none) if it changed, else
-# false.
+# false. A change also leaves ``announce_from`` (the health before it; kept if one is
+# already waiting) and ``announce_at`` in the hash until the change has been announced
+# (monitor.health.announce): a poller that dies before announcing leaves them for
+# another poller's sweep (monitor.health.sweep_unannounced), so no notice is lost.
 RECORD_LUA = """
 local function record(key, health, args, at)
   local previous = redis.call('HGET', key, 'health')
@@ -65,6 +68,10 @@ local function record(key, health, args, at)
   redis.call('HSET', key, unpack(set))
   if #args > at + 2 * n then redis.call('HDEL', key, unpack(args, at + 2 * n + 1)) end
   if previous == health then return false end
+  if redis.call('HEXISTS', key, 'announce_from') == 0 then
+    local t = redis.call('TIME')
+    redis.call('HSET', key, 'announce_from', previous or '', 'announce_at', t[1])
+  end
   return previous or ''
 end
 """

@@ -16,7 +16,11 @@ Notices (invariant: one per transition, never one per failure): a feed *breaks* 
 enters ``failing`` or ``gone`` and *recovers* when it is ``healthy`` again after either.
 healthy ↔ degraded is logged with each poll but sends nothing. The poller learns of a
 transition from :func:`monitor.feed_state.record_poll`, which swaps the stored health
-atomically. With ``poller.notify_channel`` set, each notice is an rq job
+atomically and marks the change (``announce_from``, ``announce_at``) in the same step;
+:func:`settle` enqueues the notice and clears the mark in one transaction, and
+:func:`sweep_unannounced` (every poller, every 30 s) settles marks older than
+:data:`ANNOUNCE_GRACE_S` — left by a poller that died, or met a Redis error, in between.
+With ``poller.notify_channel`` set, each notice is an rq job
 ``workers.jobs.feed_notice`` on the alerts queue whose one argument is
 :func:`notice_payload` (small, versioned JSON); without it, only the log line.
 
@@ -48,6 +52,8 @@ Health = Literal["healthy", "degraded", "failing", "gone"]
 NOTICE_FUNCTION = "workers.jobs.feed_notice"
 NOTICE_VERSION = 1
 _BROKEN = frozenset({"failing", "gone"})
+# A health change not announced this long after it was recorded is left to the sweep.
+ANNOUNCE_GRACE_S = 30.0
 _HOURS_KEPT = 24
 
 
@@ -105,9 +111,14 @@ def notice_payload(
 
 
 def enqueue_notice(
-    connection: redis.Redis, keys: Keys, payload: Mapping[str, Any], channel: str
+    connection: redis.Redis,
+    keys: Keys,
+    payload: Mapping[str, Any],
+    channel: str,
+    pipeline: redis.client.Pipeline | None = None,
 ) -> str:
-    """Enqueue one notice job (blocking: call it in a thread); returns the job id."""
+    """Enqueue one notice job (blocking: call it in a thread); returns the job id. With
+    ``pipeline``, the job is written there (it goes out with that transaction)."""
     queue = Queue(keys.alerts_queue, connection=connection, serializer=JSONSerializer)
     job = queue.enqueue_call(
         NOTICE_FUNCTION,
@@ -116,6 +127,7 @@ def enqueue_notice(
         on_failure=Callback("workers.jobs.notice_job_failed"),  # a dead letter, not a drop
         failure_ttl=7 * 24 * 3600,
         description=f"feed_notice {payload['feed']!r}: {payload['state']}",
+        pipeline=pipeline,
     )
     return str(job.id)
 
@@ -131,28 +143,114 @@ async def announce(
     reason: str | None,
     now: float,
 ) -> None:
-    """Log a transition that is news and hand it to the notify channel; never raises
-    on a Redis error (the notice is lost, the log line stays)."""
-    if change is None or not is_notice(change.previous, health):
+    """Log a transition that is news and hand it to the notify channel. Never raises on
+    a Redis error: the change then stays marked in the feed's hash (``announce_from``)
+    and a poller's :func:`sweep_unannounced` announces it later."""
+    if change is None:
         return
-    channel = config.poller.notify_channel
-    emit = log.info if health == "healthy" else log.warning
-    emit(
-        "feed_health_changed",
-        feed=feed.display_name,
-        url=url,
-        state=health,
-        previous=change.previous,
-        reason=reason,
-        notify=channel,
-    )
-    if channel is None:
-        return
-    payload = notice_payload(feed, url, health, change.previous, reason, now)
+    if is_notice(change.previous, health):
+        emit = log.info if health == "healthy" else log.warning
+        emit(
+            "feed_health_changed",
+            feed=feed.display_name,
+            url=url,
+            state=health,
+            previous=change.previous,
+            reason=reason,
+            notify=config.poller.notify_channel,
+        )
     try:
-        await asyncio.to_thread(enqueue_notice, rq_client, keys, payload, channel)
+        await asyncio.to_thread(
+            settle, rq_client, keys, feed, url, config.poller.notify_channel, now, reason=reason
+        )
     except redis.RedisError as exc:
         log.warning("feed_notice_failed", feed=feed.display_name, reason=str(exc))
+
+
+def settle(
+    connection: redis.Redis,
+    keys: Keys,
+    feed: FeedConfig,
+    url: str,
+    channel: str | None,
+    now: float,
+    *,
+    reason: str | None = None,
+    recorded_before: float | None = None,
+) -> dict[str, Any] | None:
+    """Announce the feed's waiting health change, once (blocking: call it in a thread).
+
+    The change ``record`` left in the hash (``announce_from`` → the current ``health``)
+    is cleared in the same transaction as its notice job is enqueued (WATCH on the hash:
+    of two pollers settling one change, one wins and the other finds nothing waiting).
+    A change that is not news (healthy ↔ degraded) is cleared with no job; so is a news
+    change with no notify channel. ``recorded_before``: only a change recorded before
+    then (the sweep leaves fresh ones to the poll that made them). ``reason``: the
+    failure the poll saw; else the feed's stored ``last_error``. Returns the notice
+    payload enqueued, if any."""
+    key = keys.feed(feed.url)
+    with connection.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                pipe.watch(key)  # type: ignore[no-untyped-call]
+                waiting, at, current, error = pipe.hmget(
+                    key, "announce_from", "announce_at", "health", "last_error"
+                )
+                if waiting is None or current is None:
+                    return None
+                if recorded_before is not None and float(at or 0) > recorded_before:
+                    return None
+                previous = _text(waiting) or None
+                state = _text(current)
+                payload = None
+                pipe.multi()
+                if channel is not None and is_notice(previous, state):
+                    why = reason or (_text(error) if error else None)
+                    why = why if state != "healthy" else None
+                    payload = notice_payload(feed, url, state, previous, why, now)
+                    enqueue_notice(connection, keys, payload, channel, pipeline=pipe)
+                pipe.hdel(key, "announce_from", "announce_at")
+                pipe.execute()
+                return payload
+            except redis.WatchError:
+                continue  # the hash changed meanwhile (a poll, another settle): look again
+
+
+def sweep_unannounced(
+    connection: redis.Redis,
+    keys: Keys,
+    feeds: Sequence[FeedConfig],
+    channel: str | None,
+    now: float,
+    grace: float = ANNOUNCE_GRACE_S,
+) -> int:
+    """Announce every health change left waiting longer than ``grace`` seconds (its
+    poller died, or Redis failed, between recording and announcing); returns how many
+    notices were enqueued. One pipelined read for all feeds, then :func:`settle` per
+    feed with a change waiting."""
+    pipe = connection.pipeline(transaction=False)
+    for feed in feeds:
+        pipe.hmget(keys.feed(feed.url), "announce_at", "current_url")
+    sent = 0
+    for feed, (at, current_url) in zip(feeds, pipe.execute(), strict=True):
+        if at is None or float(at) > now - grace:
+            continue
+        url = _text(current_url) if current_url else feed.url
+        payload = settle(connection, keys, feed, url, channel, now, recorded_before=now - grace)
+        if payload is not None:
+            sent += 1
+            log.warning(
+                "feed_notice_recovered",
+                feed=feed.display_name,
+                state=payload["state"],
+                previous=payload["previous"],
+                waited_s=round(now - float(at)),
+            )
+    return sent
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @dataclass(frozen=True, slots=True)

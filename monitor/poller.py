@@ -69,6 +69,7 @@ from monitor.config import Config, FeedConfig
 from monitor.feed_poll import Fields, PollContext, PollOutcome, flush_metrics, poll_feed
 from monitor.feed_state import HealthChange
 from monitor.fetch import FetchLimits
+from monitor.health import sweep_unannounced
 from monitor.host_limits import HostLimiter
 from monitor.keys import Keys, feed_id
 from monitor.parse_pool import ParsePool
@@ -85,6 +86,7 @@ log = structlog.get_logger()
 
 # A poller whose heartbeat has expired is dead: its leased feeds are freed at once.
 HEARTBEAT_EVERY = 2.0
+NOTICE_SWEEP_EVERY = 30.0  # how often a poller looks for health changes left unannounced
 HEARTBEAT_TTL = 10
 MAX_SLEEP = 1.0  # the longest the loop sleeps between claims
 RESYNC_EVERY = 30.0  # the configured feeds are synced into the schedule this often
@@ -427,9 +429,12 @@ class Poller:
 
     async def _heartbeat(self, stop: asyncio.Event, schedule: SharedSchedule) -> None:
         """Say this poller is alive; free the feeds of pollers that are not."""
-        beaten = summarised = time.monotonic()
+        beaten = summarised = swept = time.monotonic()
         while not stop.is_set():
             await _wait_any(stop, None, MAX_SLEEP)
+            if time.monotonic() - swept >= NOTICE_SWEEP_EVERY:
+                swept = time.monotonic()
+                await self.sweep_notices(time.time())
             if self._context.metrics.due():  # a quiet poller's counts still reach Redis
                 await flush_metrics(self._context)
             if time.monotonic() - beaten >= HEARTBEAT_EVERY:
@@ -445,6 +450,23 @@ class Poller:
             else:
                 if freed:
                     log.warning("feeds_of_dead_poller_freed", feeds=freed, poller=self.name)
+
+    async def sweep_notices(self, now: float) -> int:
+        """Announce the health changes some poll recorded but never announced (its poller
+        died, or Redis failed, in between): see :func:`monitor.health.sweep_unannounced`."""
+        feeds = [feed for feed in self.config.feeds if feed.enabled]
+        try:
+            return await asyncio.to_thread(
+                sweep_unannounced,
+                self._context.rq_client,
+                self._keys,
+                feeds,
+                self.config.poller.notify_channel,
+                now,
+            )
+        except redis.RedisError as exc:
+            log.warning("feed_notice_sweep_failed", poller=self.name, reason=str(exc))
+            return 0
 
     def _summary(self) -> None:
         """One info line with the polls since the last one (unchanged polls log at debug)."""

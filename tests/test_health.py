@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import redis
+import redis.asyncio as aioredis
 import structlog
 from feedserver import FeedServer, rss
 from rq import Queue
@@ -12,8 +14,8 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from monitor.config import Config, FeedConfig, LogChannel, PollerSettings, RedisSettings
-from monitor.feed_state import FeedState
-from monitor.health import classify, count_new, is_notice, items_per_day
+from monitor.feed_state import FeedState, record_poll
+from monitor.health import ANNOUNCE_GRACE_S, classify, count_new, is_notice, items_per_day
 from monitor.keys import Keys
 from monitor.poller import Poller, PollOutcome
 
@@ -180,3 +182,49 @@ def test_new_items_are_counted_per_day_but_not_the_first_backlog(
     saved = FeedState.from_hash(redis_client.hgetall(Keys(prefix).feed(url)))
     assert saved.last_success is not None
     assert items_per_day(saved.new_by_hour, saved.last_success) == 3
+
+
+def test_a_change_its_poller_never_announced_is_announced_once_by_a_sweep(
+    feed_server: FeedServer, redis_url: str, redis_client: redis.Redis, prefix: str
+) -> None:
+    """A poller that dies between recording a feed's break and enqueueing its notice
+    (or meets a Redis error there) leaves the change marked; another poller's sweep
+    announces it, once, after the grace period that belongs to the poll itself."""
+    url = feed_server.set("dead.xml", "gone", status=410)
+    feed = FeedConfig(url=url, name="Dead wire", interval=10)
+    config = make_config(prefix, feed, notify_channel="ops")
+
+    async def main() -> tuple[int, int, int]:
+        # What the dead poller's poll did: its outcome recorded, nothing announced.
+        client = aioredis.from_url(redis_url)
+        fields = {"last_status": 410, "last_error": "HTTP 410 Gone", "failures": 1}
+        change = await record_poll(client, Keys(prefix).feed(url), fields, health="gone")
+        await client.aclose()
+        assert change is not None and change.previous is None
+        later = time.time() + ANNOUNCE_GRACE_S + 1
+        async with Poller(config, redis_url) as poller:
+            fresh = await poller.sweep_notices(time.time())  # still the poll's to announce
+            return fresh, await poller.sweep_notices(later), await poller.sweep_notices(later)
+
+    assert asyncio.run(main()) == (0, 1, 0)
+    (job,) = notices(redis_client, prefix)
+    notice = job.args[0]
+    assert (notice["feed"], notice["state"], notice["previous"]) == ("Dead wire", "gone", None)
+    assert (notice["reason"], notice["channel"]) == ("HTTP 410 Gone", "ops")
+    assert redis_client.hget(Keys(prefix).feed(url), "announce_from") is None
+
+
+def test_an_announced_change_leaves_nothing_for_the_sweep(
+    feed_server: FeedServer, redis_url: str, redis_client: redis.Redis, prefix: str
+) -> None:
+    url = feed_server.set("down.xml", "oops", status=503)
+    feed = FeedConfig(url=url, interval=10)
+    config = make_config(prefix, feed, notify_channel="ops", failing_after=1)
+
+    async def main() -> int:
+        async with Poller(config, redis_url) as poller:
+            assert (await poller.poll_feed(feed)).health == "failing"
+            return await poller.sweep_notices(time.time() + ANNOUNCE_GRACE_S + 1)
+
+    assert asyncio.run(main()) == 0
+    assert [j.args[0]["state"] for j in notices(redis_client, prefix)] == ["failing"]

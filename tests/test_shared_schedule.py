@@ -256,7 +256,10 @@ def test_a_claim_carries_the_feeds_state_and_finish_records_it_in_one_step(
         )
         assert kept and change is not None and change.previous is None
         stored = await schedule._client.hgetall(keys.feed(url))
+        waiting = {k: stored.pop(k) for k in ("announce_from", "announce_at")}
         assert stored == {"etag": '"v2"', "health": "failing"}
+        assert waiting["announce_from"] == ""  # a change to announce: from no health yet
+        assert float(waiting["announce_at"]) == pytest.approx(time.time(), abs=5)
         due = await schedule.due_at(url)
         assert due == pytest.approx(claim.claimed_at + 120, abs=0.01)
         # The lease is gone: the outcome is still recorded, the due time is not touched.
