@@ -54,6 +54,7 @@ import structlog
 
 from monitor.config import WebSubSettings
 from monitor.keys import Keys, feed_id
+from monitor.zset_lease import LEASE_DUE
 
 log = structlog.get_logger()
 
@@ -67,15 +68,6 @@ TICK = 1.0  # the request loop looks for due requests at least this often
 CLAIM_LIMIT = 50
 # Signature methods of WebSub §8 (X-Hub-Signature: method=hex).
 _METHODS = {"sha1": "sha1", "sha256": "sha256", "sha384": "sha384", "sha512": "sha512"}
-
-# KEYS[1] websub:due; ARGV: now, limit, seconds to push each claimed entry back.
-_CLAIM = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-for _, id in ipairs(due) do
-  redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[3]), id)
-end
-return due
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +149,7 @@ class Subscriber:
         self._keys = keys
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._claim = client.register_script(_CLAIM)
+        self._claim = client.register_script(LEASE_DUE)  # args: now, limit, lease
         self._wake = asyncio.Event()
 
     def callback_for(self, fid: str) -> str:

@@ -44,6 +44,7 @@ from rq.job import Job
 from monitor.config import Channel, EmailChannel, LogChannel, WebhookChannel
 from monitor.keys import Keys
 from monitor.metrics import DELIVERIES, PUBLISH_TO_DELIVERY, MetricsBuffer
+from monitor.zset_lease import LEASE_DUE
 from workers.delivery import DeliveryError
 from workers.delivery import deliver as deliver_to_channel
 from workers.dispatch import Target, after_failure, enqueue_delivery, history, job_id
@@ -78,15 +79,6 @@ return 1
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
-"""
-# KEYS: the outbox. ARGV: now, lease (s), limit. The due entries, each leased to this
-# sweep (re-scored), so two workers' sweeps never enqueue one delivery twice.
-_TAKE_DUE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
-for _, entry in ipairs(due) do
-  redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), entry)
-end
-return due
 """
 
 
@@ -321,7 +313,7 @@ def sweep(connection: redis.Redis, res: Resources, now: float | None = None) -> 
     keys = res.keys
     now = time.time() if now is None else now
     due: Iterable[bytes] = connection.eval(
-        _TAKE_DUE, 1, keys.outbox(), repr(now), repr(GRACE_S), SWEEP_LIMIT
+        LEASE_DUE, 1, keys.outbox(), repr(now), SWEEP_LIMIT, repr(GRACE_S)
     )
     count = 0
     for raw in due:
