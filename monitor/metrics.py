@@ -201,13 +201,6 @@ class MetricsBuffer:
         """Add every pending increment to ``pipe`` (not executed here) and start afresh."""
         write_taken(pipe, keys, *self.take())
 
-    def flush_sync(self, connection: redis.Redis, keys: Keys) -> None:
-        """Write the increments in one round trip (workers: once per batch or delivery)."""
-        if self:
-            pipe = connection.pipeline(transaction=False)
-            self.write(pipe, keys)
-            pipe.execute()
-
 
 def write_taken(pipe: _Pipe, keys: Keys, counts: _Counts, sums: _Sums) -> None:
     for (metric, labels, bucket), n in counts.items():
