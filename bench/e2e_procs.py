@@ -37,6 +37,8 @@ import psutil
 import yaml
 from aiohttp import web
 
+from bench.machine import cpu_model
+
 ROOT = Path(__file__).resolve().parent.parent
 WIREWATCH = ROOT / ".venv" / "bin" / "wirewatch"
 
@@ -244,10 +246,8 @@ def busy_cpu() -> float:
 
 
 def machine() -> dict[str, Any]:
-    model = "unknown"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as handle:
-        for line in handle:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {"cores": os.cpu_count(), "cpu": model, "load": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu_model("unknown"),
+        "load": [round(x, 2) for x in os.getloadavg()],
+    }

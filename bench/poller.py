@@ -51,7 +51,6 @@ import time
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
-from importlib import metadata
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -61,6 +60,7 @@ import psutil
 import redis
 
 from bench.feedfarm import Farm, start_farm
+from bench.machine import cpu_model, versions
 from monitor.config import Config, FeedConfig, PollerSettings, RedisSettings
 from monitor.keys import Keys, feed_id
 from monitor.redis_server import RedisServer, find_redis_server
@@ -404,15 +404,8 @@ def _role(process: psutil.Process) -> str:
 
 
 def machine() -> str:
-    model = platform.processor() or "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    versions = ", ".join(
-        f"{name} {metadata.version(name)}" for name in ("aiohttp", "feedparser", "redis", "rq")
-    )
+    model = cpu_model()
+    packages = versions(("aiohttp", "feedparser", "redis", "rq"))
     try:
         server = subprocess.run(  # noqa: S603 - the redis-server binary we run anyway
             [find_redis_server(), "--version"], capture_output=True, text=True, check=False
@@ -421,7 +414,7 @@ def machine() -> str:
         server = "?"
     return (
         f"machine: {model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}\n"
-        f"python:  {platform.python_implementation()} {platform.python_version()}; {versions}; "
+        f"python:  {platform.python_implementation()} {platform.python_version()}; {packages}; "
         f"redis-server {server}"
     )
 
