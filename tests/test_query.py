@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from workers.query import (
@@ -277,31 +277,3 @@ def test_tokens_are_ordered_nonempty_and_free_of_spaces(text: str) -> None:
         assert previous_end <= token.start < token.end <= len(text)
         assert not any(ch.isspace() for ch in text[token.start : token.end])
         previous_end = token.end
-
-
-# --- round trip ----------------------------------------------------------------------
-
-WORDS = st.sampled_from(["China", "Russia", "Moscow", "weapons", "aid", "military"])
-LEAVES = WORDS | st.builds(lambda a, b: f'"{a} {b}"', WORDS, WORDS)
-QUERIES = st.recursive(
-    LEAVES,
-    lambda inner: (
-        st.builds(lambda a, b: f"({a} AND {b})", inner, inner)
-        | st.builds(lambda a, b: f"({a} OR {b})", inner, inner)
-        | st.builds(lambda a, b: f"{a} {b}", inner, inner)
-        | st.builds(lambda a: f"NOT {a}", inner)
-        | st.builds(lambda a: f"title:({a})", LEAVES)
-    ),
-    max_leaves=8,
-)
-
-
-@settings(deadline=None)
-@given(QUERIES)
-def test_render_parses_back_to_the_same_tree(text: str) -> None:
-    try:
-        query = parse_query(text)
-    except QueryError as e:
-        assume("absence alone" not in str(e))
-        raise
-    assert parse_query(render(query.root)).root == query.root

@@ -320,6 +320,7 @@ QUERIES = st.recursive(
         | st.builds(lambda a, b: f"({a} OR {b})", inner, inner)
         | st.builds(lambda a, b: f"{a} {b}", inner, inner)
         | st.builds(lambda a: f"NOT ({a})", inner)
+        | st.builds(lambda a: f"title:({a})", WORDS.filter(str.isalpha))
     ),
     max_leaves=8,
 )
