@@ -300,8 +300,10 @@ def test_a_hub_that_refuses_is_logged_and_asked_again_later(
             outcome = await poller.poll_feed(feed)
             # The error is saved before the warning is logged: wait for both.
             await until(
-                lambda: bool(redis_client.hget(key, "error"))
-                and any(e["event"] == "websub_request_failed" for e in logs)
+                lambda: (
+                    bool(redis_client.hget(key, "error"))
+                    and any(e["event"] == "websub_request_failed" for e in logs)
+                )
             )
         assert outcome.ok and outcome.next_in_s == 60  # not subscribed: polled as usual
         (failed,) = [e for e in logs if e["event"] == "websub_request_failed"]
