@@ -135,6 +135,13 @@ def test_outlets_are_publishers_not_feeds() -> None:
     assert at("https://www.bbci.co.uk/sport/rss.xml") == "bbci.co.uk"
     assert at("http://rss.cnn.com/rss/edition.rss") == at("https://cnn.com/world.rss") == "cnn.com"
     assert at("https://feeds.feedburner.com/x", "https://www.example.org/a") == "example.org"
+    # The Public Suffix List, not a guess from the labels' lengths:
+    assert at("https://www.abc.net.au/news/feed/51120/rss.xml") == "abc.net.au"
+    assert at("https://news.yahoo.co.jp/rss") == "yahoo.co.jp"
+    assert at("https://www.gov.uk/news.atom") == "www.gov.uk"  # gov.uk is a public suffix
+    assert at("https://one.blogspot.com/feeds") != at("https://two.blogspot.com/feeds")
+    assert at("http://intranet:8080/feed") == "intranet"
+    assert at("http://127.0.0.1:8080/feed") == "127.0.0.1"
     assert outlet_of(Item("k", "file:seed.xml", "Seed wire", "", "t")) == "Seed wire"
 
 

@@ -16,9 +16,11 @@ atomic per item and refuses when a bucket holds a story the decision did not con
 candidate. So two copies processed at once by two workers end in one story.
 
 An *outlet* is the publisher, not the feed: the registered domain of the feed's URL
-(``feeds.bbci.co.uk`` → ``bbci.co.uk``; ``co.uk``-style second levels are kept), so
-several feeds of one publisher count once, and an exact copy of a story (same URL or
-GUID) in another publisher's feed counts as that publisher. On feed-hosting services
+by the Public Suffix List (``feeds.bbci.co.uk`` → ``bbci.co.uk``, ``abc.net.au`` stays,
+each ``*.blogspot.com`` blog is its own outlet; the ``publicsuffixlist`` package ships
+the list, so nothing is fetched at run time), so several feeds of one publisher count
+once, and an exact copy of a story (same URL or GUID) in another publisher's feed counts
+as that publisher. On feed-hosting services
 (FeedBurner and the like) the item's URL names the outlet; a ``file:`` feed is its name.
 
 Invariants: an item joins exactly one story and keeps it (a retried batch finds its
@@ -30,9 +32,11 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Protocol
 from urllib.parse import urlsplit
+
+from publicsuffixlist import PublicSuffixList
 
 from monitor.items import Item
 from monitor.keys import digest
@@ -56,8 +60,6 @@ __all__ = [
 
 MEMBERS_MAX = 32  # items of a story whose words are kept for verification
 _ROUNDS = 5  # decisions per item before it gives up and starts its own story
-# Second-level labels under which publishers register (bbc.co.uk, abc.net.au, ...).
-_SECOND_LEVEL = frozenset({"ac", "co", "com", "edu", "go", "gob", "gov", "ne", "net", "or", "org"})
 # Services that host other publishers' feeds: there the item's own URL names the outlet.
 _FEED_HOSTS = frozenset(
     {"feedburner.com", "feedblitz.com", "google.com", "rss.app", "fetchrss.com"}
@@ -79,9 +81,14 @@ def _registered_domain(url: str) -> str:
         return host
     except ValueError:
         pass
-    labels = host.split(".")
-    keep = 3 if len(labels) >= 3 and labels[-2] in _SECOND_LEVEL and len(labels[-1]) == 2 else 2
-    return ".".join(labels[-keep:])
+    # None for a bare public suffix or a one-label intranet host: the host names itself.
+    return _public_suffixes().privatesuffix(host.lower()) or host.lower()
+
+
+@cache
+def _public_suffixes() -> PublicSuffixList:
+    """The Public Suffix List with its private part (blog and page hosts), read once (~40 ms)."""
+    return PublicSuffixList(only_icann=False)
 
 
 def outlet_of(item: Item) -> str:
