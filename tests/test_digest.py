@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
@@ -16,21 +17,32 @@ def flush_key(keys: Keys, channel: str) -> str:
     return f"{keys.prefix}digest:{channel}:flush"
 
 
+def taken(
+    client: redis.Redis, keys: Keys, channel: str, token: str | None = None, limit: int = 0
+) -> digest.Batch:
+    """:func:`digest.take` of a flush whose token is current (or that carries none)."""
+    batch = digest.take(client, keys, channel, limit=limit, token=token)
+    assert batch is not None, "the flush was stale"
+    return batch
+
+
 def test_add_take_done_round_trip(redis_client: redis.Redis, prefix: str) -> None:
     keys = Keys(prefix)
     flush_at = time.time() + 900
-    assert digest.add(redis_client, keys, "mail", "a1", flush_at) is True
-    assert digest.add(redis_client, keys, "mail", "a2", flush_at) is False
-    assert digest.add(redis_client, keys, "mail", "a3", flush_at) is False
+    token = digest.add(redis_client, keys, "mail", "a1", flush_at)
+    assert token is not None and token.startswith(f"{flush_at!r}:")
+    assert digest.add(redis_client, keys, "mail", "a2", flush_at) is None
+    assert digest.add(redis_client, keys, "mail", "a3", flush_at) is None
     assert digest.scheduled(redis_client, keys, "mail") == flush_at
 
-    batch = digest.take(redis_client, keys, "mail")
+    batch = digest.take(redis_client, keys, "mail", token=token)
+    assert batch is not None
     assert batch.alert_ids == ("a1", "a2", "a3")  # oldest first
     assert batch.digest_id == digest.digest_id("mail", ["a3", "a1", "a2"])
     digest_id, alert_ids = batch  # unpacks as (digest_id, alert_ids)
     assert len(digest_id) == 32
 
-    assert digest.done(redis_client, keys, "mail", alert_ids) is False
+    assert digest.done(redis_client, keys, "mail", alert_ids, token=token).held == 0
     assert digest.scheduled(redis_client, keys, "mail") is None
     assert digest.take(redis_client, keys, "mail") == digest.Batch("", ())
     assert not redis_client.keys(f"{prefix}*")  # nothing left behind
@@ -42,11 +54,11 @@ def test_the_flush_flag_is_set_once_with_a_ttl_past_the_wait(
     keys = Keys(prefix)
     flush_at = time.time() + 300
     claims = [digest.add(redis_client, keys, "ops", f"a{n}", flush_at) for n in range(5)]
-    assert claims == [True, False, False, False, False]
+    assert [claim is not None for claim in claims] == [True, False, False, False, False]
     ttl = redis_client.ttl(flush_key(keys, "ops"))
     assert 300 < ttl <= 300 + digest.FLAG_GRACE_S + 1
     # Channels are independent.
-    assert digest.add(redis_client, keys, "other", "a0", flush_at) is True
+    assert digest.add(redis_client, keys, "other", "a0", flush_at) is not None
 
 
 def test_the_same_alert_is_buffered_once(redis_client: redis.Redis, prefix: str) -> None:
@@ -54,11 +66,11 @@ def test_the_same_alert_is_buffered_once(redis_client: redis.Redis, prefix: str)
     flush_at = time.time() + 60
     assert digest.add(redis_client, keys, "c", "a1", flush_at)
     assert not digest.add(redis_client, keys, "c", "a1", flush_at)
-    assert digest.take(redis_client, keys, "c").alert_ids == ("a1",)
+    assert taken(redis_client, keys, "c").alert_ids == ("a1",)
     # Still in flight: a retried alert job does not queue it a second time.
     assert not digest.add(redis_client, keys, "c", "a1", flush_at)
-    assert digest.take(redis_client, keys, "c").alert_ids == ("a1",)
-    assert digest.done(redis_client, keys, "c", ["a1"]) is False
+    assert taken(redis_client, keys, "c").alert_ids == ("a1",)
+    assert digest.done(redis_client, keys, "c", ["a1"]).held == 0
 
 
 def test_a_crash_between_take_and_done_returns_the_same_batch(
@@ -67,17 +79,17 @@ def test_a_crash_between_take_and_done_returns_the_same_batch(
     keys = Keys(prefix)
     for n in range(3):
         digest.add(redis_client, keys, "c", f"a{n}", time.time() + 60)
-    first = digest.take(redis_client, keys, "c")
+    first = taken(redis_client, keys, "c")
     # The worker dies here. Another worker, on its own connection, retries the flush.
     other = redis.Redis.from_url(redis_url)
     try:
         digest.add(other, keys, "c", "late", time.time() + 60)  # arrives before the retry
-        again = digest.take(other, keys, "c")
+        again = taken(other, keys, "c")
     finally:
         other.close()
     assert again == first
-    assert digest.done(redis_client, keys, "c", again.alert_ids) is True  # "late" waits
-    assert digest.take(redis_client, keys, "c").alert_ids == ("late",)
+    assert digest.done(redis_client, keys, "c", first.alert_ids).held == 1  # "late" waits
+    assert taken(redis_client, keys, "c").alert_ids == ("late",)
 
 
 def test_alerts_added_during_a_flush_survive_and_ask_for_another(
@@ -85,30 +97,33 @@ def test_alerts_added_during_a_flush_survive_and_ask_for_another(
 ) -> None:
     keys = Keys(prefix)
     flush_at = time.time() + 60
-    assert digest.add(redis_client, keys, "c", "a1", flush_at)
-    batch = digest.take(redis_client, keys, "c")
-    # The flush is under way: its flag still stands, so a new alert schedules nothing.
-    assert digest.add(redis_client, keys, "c", "a2", flush_at) is False
-    assert digest.done(redis_client, keys, "c", batch.alert_ids) is True
+    token = digest.add(redis_client, keys, "c", "a1", flush_at)
+    batch = taken(redis_client, keys, "c", token)
+    # The flush is under way: its flag still stands, so a new alert schedules nothing,
+    # even one that asks for an earlier flush.
+    assert digest.add(redis_client, keys, "c", "a2", flush_at) is None
+    assert digest.add(redis_client, keys, "c", "a2b", flush_at - 30) is None
+    assert digest.done(redis_client, keys, "c", batch.alert_ids, token=token).held == 2
     assert digest.scheduled(redis_client, keys, "c") is None
     # Exactly one party claims the next flush: the flush job, or a racing add.
-    assert digest.schedule(redis_client, keys, "c", time.time() + 60) is True
-    assert digest.add(redis_client, keys, "c", "a3", flush_at) is False
-    assert digest.schedule(redis_client, keys, "c", time.time() + 60) is False
-    nxt = digest.take(redis_client, keys, "c")
-    assert nxt.alert_ids == ("a2", "a3")
+    nxt_token = digest.schedule(redis_client, keys, "c", flush_at + 60)
+    assert nxt_token is not None
+    assert digest.add(redis_client, keys, "c", "a3", flush_at + 60) is None
+    assert digest.schedule(redis_client, keys, "c", flush_at + 60) is None
+    nxt = taken(redis_client, keys, "c", nxt_token)
+    assert nxt.alert_ids == ("a2", "a2b", "a3")
     assert nxt.digest_id != batch.digest_id
-    assert digest.done(redis_client, keys, "c", nxt.alert_ids) is False
+    assert digest.done(redis_client, keys, "c", nxt.alert_ids, token=nxt_token).held == 0
 
 
 def test_a_stale_done_leaves_the_next_flush_alone(redis_client: redis.Redis, prefix: str) -> None:
     keys = Keys(prefix)
     digest.add(redis_client, keys, "c", "a1", time.time() + 60)
-    batch = digest.take(redis_client, keys, "c")
-    assert digest.done(redis_client, keys, "c", batch.alert_ids) is False
-    assert digest.add(redis_client, keys, "c", "a2", time.time() + 60) is True
+    batch = taken(redis_client, keys, "c")
+    assert digest.done(redis_client, keys, "c", batch.alert_ids).held == 0
+    assert digest.add(redis_client, keys, "c", "a2", time.time() + 60) is not None
     # A duplicate flush job finishing late reports the same batch done again.
-    assert digest.done(redis_client, keys, "c", batch.alert_ids) is False
+    assert digest.done(redis_client, keys, "c", batch.alert_ids).held == 0
     assert digest.scheduled(redis_client, keys, "c") is not None
 
 
@@ -116,28 +131,142 @@ def test_an_empty_flush_clears_the_flag(redis_client: redis.Redis, prefix: str) 
     keys = Keys(prefix)
     redis_client.set(flush_key(keys, "c"), "1", ex=600)  # e.g. a flush left by a crash
     assert digest.take(redis_client, keys, "c") == digest.Batch("", ())
-    assert digest.done(redis_client, keys, "c", []) is False
-    assert digest.add(redis_client, keys, "c", "a1", time.time() + 60) is True
+    assert digest.done(redis_client, keys, "c", []) == (0, None, pytest.approx(time.time(), abs=5))
+    assert digest.add(redis_client, keys, "c", "a1", time.time() + 60) is not None
 
 
 def test_schedule_needs_something_to_flush(redis_client: redis.Redis, prefix: str) -> None:
     keys = Keys(prefix)
-    assert digest.schedule(redis_client, keys, "c", time.time() + 60) is False
+    assert digest.schedule(redis_client, keys, "c", time.time() + 60) is None
     # A lost flush job: the buffer holds alerts, the flag has expired. A sweep reschedules.
     digest.add(redis_client, keys, "c", "a1", time.time() + 60)
     redis_client.delete(flush_key(keys, "c"))
-    assert digest.schedule(redis_client, keys, "c", time.time() + 5) is True
+    assert digest.schedule(redis_client, keys, "c", time.time() + 5) is not None
 
 
 def test_take_with_a_limit_keeps_the_rest_pending(redis_client: redis.Redis, prefix: str) -> None:
     keys = Keys(prefix)
     for n in range(5):
         digest.add(redis_client, keys, "c", f"a{n}", time.time() + 60)
-    first = digest.take(redis_client, keys, "c", limit=2)
+    first = taken(redis_client, keys, "c", limit=2)
     assert first.alert_ids == ("a0", "a1")
     assert digest.take(redis_client, keys, "c", limit=3) == first  # in flight: unchanged
-    assert digest.done(redis_client, keys, "c", first.alert_ids) is True
-    assert digest.take(redis_client, keys, "c", limit=2).alert_ids == ("a2", "a3")
+    assert digest.done(redis_client, keys, "c", first.alert_ids).held == 3
+    assert taken(redis_client, keys, "c", limit=2).alert_ids == ("a2", "a3")
+
+
+def test_take_leaves_alerts_held_until_their_not_before(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    """Quiet hours are per rule, the buffer per channel: a held alert stays behind."""
+    keys = Keys(prefix)
+    now = time.time()
+    ends = now + 3600
+    digest.add(redis_client, keys, "c", "quiet", ends, not_before=ends)
+    token = digest.add(redis_client, keys, "c", "gathered", now + 900)  # moved earlier
+    digest.add(redis_client, keys, "c", "ended", now + 900, not_before=now - 1)
+    batch = taken(redis_client, keys, "c", token)
+    assert batch.alert_ids == ("ended", "gathered")  # earliest not-before first
+    assert batch.digest_id == digest.digest_id("c", ["ended", "gathered"])
+    left = digest.done(redis_client, keys, "c", batch.alert_ids, token=token)
+    assert (left.held, left.not_before) == (1, ends)
+    assert left.due_in() == pytest.approx(3600, abs=5)
+    # A flush that finds nothing due: an empty batch, and the same answer from done.
+    assert taken(redis_client, keys, "c") == digest.Batch("", ())
+    assert digest.done(redis_client, keys, "c", [])[:2] == (1, ends)
+    # A limit counts only the alerts that are due.
+    for n in range(3):
+        digest.add(redis_client, keys, "c", f"g{n}", now + 900)
+    assert taken(redis_client, keys, "c", limit=5).alert_ids == ("g0", "g1", "g2")
+
+
+def test_an_earlier_add_moves_the_flag_and_the_later_flush_goes_stale(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    flag = flush_key(keys, "c")
+    now = time.time()
+    ends = now + 8 * 3600  # quiet hours end in the morning
+    late = digest.add(redis_client, keys, "c", "quiet", ends, not_before=ends)
+    assert late is not None and digest.scheduled(redis_client, keys, "c") == ends
+    # A rate overflow on the same channel wants its digest in a minute, not in 8 hours.
+    early = digest.add(redis_client, keys, "c", "over", now + 60)
+    assert early is not None and early != late
+    assert redis_client.get(flag) == early.encode()
+    assert 60 < redis_client.ttl(flag) <= 60 + digest.FLAG_GRACE_S + 1
+    assert digest.add(redis_client, keys, "c", "later", now + 120) is None  # not earlier
+    # The morning job is stale now: it takes nothing and leaves the flag alone.
+    assert digest.take(redis_client, keys, "c", token=late) is None
+    assert digest.done(redis_client, keys, "c", [], token=late).held == 3
+    assert redis_client.get(flag) == early.encode()
+    batch = taken(redis_client, keys, "c", early)
+    assert batch.alert_ids == ("over", "later")
+    left = digest.done(redis_client, keys, "c", batch.alert_ids, token=early)
+    assert (left.held, left.not_before) == (1, ends)
+    assert redis_client.get(flag) is None
+    # The flusher claims the morning flush again, with a new token; the old job stays stale.
+    again = digest.schedule(redis_client, keys, "c", now + left.due_in())
+    assert again is not None and again not in (late, early)
+    assert digest.take(redis_client, keys, "c", token=late) is None
+    assert taken(redis_client, keys, "c", again) == digest.Batch("", ())  # not yet due
+
+
+def test_a_flush_whose_flag_expired_takes_it_over(redis_client: redis.Redis, prefix: str) -> None:
+    """The job queued behind others past the flag's grace: it is the only flush left."""
+    keys = Keys(prefix)
+    token = digest.add(redis_client, keys, "c", "a1", time.time() + 60)
+    assert token is not None
+    redis_client.delete(flush_key(keys, "c"))
+    batch = taken(redis_client, keys, "c", token)
+    assert batch.alert_ids == ("a1",)
+    assert redis_client.get(flush_key(keys, "c")) == token.encode()
+    # In flight: an alert asking for an earlier flush waits for this one's done.
+    assert digest.add(redis_client, keys, "c", "a2", time.time() + 1) is None
+    assert digest.done(redis_client, keys, "c", batch.alert_ids, token=token).held == 1
+    assert redis_client.get(flush_key(keys, "c")) is None
+
+
+def test_a_failed_flush_keeps_its_flag_for_the_retry(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    flag = flush_key(keys, "c")
+    now = time.time()
+    token = digest.add(redis_client, keys, "c", "a1", now + 1)
+    assert token is not None
+    taken(redis_client, keys, "c", token)  # the send fails; the retry comes in 10 minutes
+    assert digest.retain(redis_client, keys, "c", token, now + 600)
+    assert 600 < redis_client.ttl(flag) <= 600 + digest.FLAG_GRACE_S + 1
+    assert redis_client.get(flag) == token.encode()  # the retry carries the same token
+    redis_client.delete(flag)  # expired during a long send: taken back
+    assert digest.retain(redis_client, keys, "c", token, now + 600)
+    # A quiet-hours flush claimed the flag for later: the retry takes it over (its own
+    # done schedules the quiet alert again); one due before the retry keeps it.
+    redis_client.set(flag, f"{now + 3600!r}:other")
+    assert digest.retain(redis_client, keys, "c", token, now + 600)
+    redis_client.set(flag, f"{now + 60!r}:other")
+    assert not digest.retain(redis_client, keys, "c", token, now + 600)
+    assert taken(redis_client, keys, "c", f"{now + 60!r}:other").alert_ids == ("a1",)
+
+
+def test_a_flush_queued_by_an_older_version_still_works(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    """Its flag holds a bare ``flush_at`` and its job no token: it flushes regardless."""
+    keys = Keys(prefix)
+    flag = flush_key(keys, "c")
+    now = time.time()
+    redis_client.zadd(keys.digest("c"), {"old": now - 5})
+    redis_client.set(flag, repr(now + 600), ex=700)
+    assert digest.scheduled(redis_client, keys, "c") == now + 600
+    assert digest.add(redis_client, keys, "c", "a1", now + 600) is None
+    batch = taken(redis_client, keys, "c")
+    assert batch.alert_ids == ("old", "a1")
+    assert digest.done(redis_client, keys, "c", batch.alert_ids).held == 0
+    assert redis_client.get(flag) is None
+    # An old flag is moved earlier like a new one.
+    redis_client.set(flag, repr(now + 600), ex=700)
+    assert digest.add(redis_client, keys, "c", "a2", now + 60) is not None
 
 
 def test_a_buffer_whose_flush_was_never_scheduled_is_swept(

@@ -177,6 +177,23 @@ def test_quiet_hours_hold_alerts_until_the_window_ends() -> None:
     )
 
 
+def test_only_quiet_hours_hold_an_alert_back() -> None:
+    """A quiet-held alert must not leave before its window ends, even with an earlier
+    digest of the channel; rate overflow and channel digests only gather."""
+    quiet = route(
+        rule(quiet_hours=NIGHT_PARIS),
+        channel(digest="15m"),
+        now=NIGHT,
+        over_rate=False,
+        muted=False,
+    )
+    assert quiet.hold_until == quiet.flush_at == utc(2024, 1, 16, 6, 0)
+    gathered = route(rule(), channel(digest="15m"), now=NIGHT, over_rate=False, muted=False)
+    assert gathered.action == "digest" and gathered.hold_until is None
+    overflow = route(rule(max="1/h"), channel(), now=NOW, over_rate=True, muted=False)
+    assert overflow.action == "digest" and overflow.hold_until is None
+
+
 def test_critical_alerts_bypass_quiet_hours() -> None:
     decision = route(
         rule(severity="critical", quiet_hours=NIGHT_PARIS),
@@ -230,4 +247,6 @@ def test_a_digest_always_flushes_later_and_only_digests_flush(
         assert decision.flush_at is not None and decision.flush_at > now
     else:
         assert decision.flush_at is None
+    held = decision.reason.startswith("quiet hours")
+    assert decision.hold_until == (decision.flush_at if held else None)
     assert decision.action != "send" or not (muted or over or digest)

@@ -11,13 +11,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import redis
-from procs import Procs
-from receivers import SmtpSink, WebhookReceiver
+from procs import Procs, wait_until
+from receivers import ReceivedWebhook, SmtpSink, WebhookReceiver
 from rq import Queue
 from rq.serializers import JSONSerializer
 
 from monitor.items import Item, batch_payload
 from monitor.keys import Keys
+from workers import digest as digests
 
 RULE = "China AND Russia"
 
@@ -141,3 +142,91 @@ def test_quiet_hours_hold_alerts_until_they_end_and_muted_stories_are_skipped(
     assert digest.json["type"] == "digest" and digest.json["count"] == 1  # story-2 is muted
     assert digest.json["alerts"][0]["item"]["key"] == "story-1"
     assert "unmuted story story-2" in procs.cli("stories", "unmute", "story-2")
+
+
+def two_rules(tmp_path: Path, prefix: str, channel: str, night: str, day: str) -> None:
+    """A config with one channel ``ops`` shared by the rules ``night`` and ``day``, which
+    match the same stories (one alert each per story)."""
+    (tmp_path / "wirewatch.yaml").write_text(
+        f"""
+redis: {{prefix: "{prefix}"}}
+logging: {{format: json}}
+workers: {{ner: {{enabled: false}}}}
+channels:
+{channel}
+rules:
+  - {{id: night, query: '{RULE}', channels: [ops], {night}}}
+  - {{id: day, query: 'accord', channels: [ops] {day}}}
+"""
+    )
+
+
+def quiet_until(end: datetime) -> str:
+    """Quiet hours (UTC) that began a few minutes ago and end at ``end``."""
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    return f'quiet_hours: {{start: "{start:%H:%M:%S}", end: "{end:%H:%M:%S}", tz: UTC}}'
+
+
+def rules_of(hook: ReceivedWebhook) -> list[str]:
+    """The rule of each alert a webhook carried (one, or a digest's)."""
+    alerts = hook.json["alerts"] if hook.json.get("type") == "digest" else [hook.json]
+    return sorted(alert["rule"]["id"] for alert in alerts)
+
+
+def test_a_quiet_rule_is_not_sent_with_another_rules_earlier_digest(
+    tmp_path: Path,
+    redis_url: str,
+    redis_client: redis.Redis,
+    prefix: str,
+    procs: Procs,
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    """Quiet hours are per rule, the digest buffer per channel: the channel's 2-second
+    digest carries the other rule's alerts, the quiet rule's wait for their window."""
+    # The window must outlast the worker's start (see the test above).
+    end = (datetime.now(UTC) + timedelta(seconds=16)).replace(microsecond=0)
+    hook = f'  ops: {{type: webhook, url: "{webhook_receiver.url}", digest: 2s}}'
+    two_rules(tmp_path, prefix, hook, quiet_until(end), "")
+    procs.env["REDIS_URL"] = redis_url
+    procs.start("work")
+    enqueue(redis_client, prefix, [story(1), story(2)])
+    [first] = webhook_receiver.wait_for(1, timeout=30)
+    assert rules_of(first) == ["day", "day"]  # gathered for 2 s, not held until the end
+    # Nothing more before the window ends: the quiet rule's alerts are still held.
+    time.sleep(max(0.0, (end - datetime.now(UTC)).total_seconds() - 0.5))
+    assert len(webhook_receiver.received) == 1
+    _, second = webhook_receiver.wait_for(2, timeout=30)
+    assert datetime.now(UTC) >= end
+    assert rules_of(second) == ["night", "night"]
+    time.sleep(1)
+    assert len(webhook_receiver.received) == 2
+    listed = [json.loads(line) for line in procs.cli("alerts", "list", "--json").splitlines()]
+    assert [alert["channels"] for alert in listed] == [{"ops": "delivered"}] * 4
+
+
+def test_an_overflow_is_not_delayed_by_a_quiet_window_hours_away(
+    tmp_path: Path,
+    redis_url: str,
+    redis_client: redis.Redis,
+    prefix: str,
+    procs: Procs,
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    """The quiet rule's flush is due in two hours; the other rule's overflow digest is due
+    in 3 seconds and goes then, alone; the quiet alerts stay held for their window."""
+    end = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
+    two_rules(tmp_path, prefix, ops(webhook_receiver), quiet_until(end), ", max: 1/3s")
+    procs.env["REDIS_URL"] = redis_url
+    procs.start("work")
+    enqueue(redis_client, prefix, [story(1), story(2)])
+    single, overflow = webhook_receiver.wait_for(2, timeout=30)
+    assert single.json.get("type") != "digest" and rules_of(single) == ["day"]
+    assert overflow.json["type"] == "digest" and rules_of(overflow) == ["day"]
+    keys = Keys(prefix)
+    held = redis_client.zrange(keys.digest("ops"), 0, -1, withscores=True)
+    assert [score for _, score in held] == [end.timestamp()] * 2  # not before the window ends
+    # The overflow's flush scheduled the quiet alerts' own, for when their window ends.
+    flag = lambda: digests.scheduled(redis_client, keys, "ops") or 0.0  # noqa: E731
+    wait_until(lambda: abs(flag() - end.timestamp()) < 5, 10, "the quiet alerts' flush")
+    time.sleep(1)
+    assert len(webhook_receiver.received) == 2

@@ -200,28 +200,48 @@ def _route(
             reason=decision.reason,
         )
         if decision.action == "digest" and decision.flush_at is not None:
-            hold_for_digest(connection, keys, alert.id, name, decision.flush_at)
+            hold_for_digest(
+                connection, keys, alert.id, name, decision.flush_at, decision.hold_until
+            )
     return sends
 
 
 def hold_for_digest(
-    connection: redis.Redis, keys: Keys, alert: str, channel: str, flush_at: datetime
+    connection: redis.Redis,
+    keys: Keys,
+    alert: str,
+    channel: str,
+    flush_at: datetime,
+    hold_until: datetime | None = None,
 ) -> None:
-    """Buffer the alert for the channel's next digest; schedule the flush if none is."""
-    if digests.add(connection, keys, channel, alert, flush_at.timestamp()):
-        schedule_flush(connection, keys, channel, flush_at)
+    """Buffer the alert for the channel's next digest; schedule the flush if none is, or
+    if the scheduled one comes later. ``hold_until`` (quiet hours): not sent before then,
+    whatever earlier digest the channel sends."""
+    not_before = hold_until.timestamp() if hold_until is not None else None
+    token = digests.add(
+        connection, keys, channel, alert, flush_at.timestamp(), not_before=not_before
+    )
+    if token is not None:
+        schedule_flush(connection, keys, channel, flush_at, token=token)
 
 
 def schedule_flush(
-    connection: redis.Redis, keys: Keys, channel: str, at: datetime, attempt: int = 1
+    connection: redis.Redis,
+    keys: Keys,
+    channel: str,
+    at: datetime,
+    attempt: int = 1,
+    token: str | None = None,
 ) -> None:
-    """Run ``flush_digest(channel, attempt)`` at ``at`` (rq's scheduler runs in workers)."""
+    """Run ``flush_digest(channel, attempt, token)`` at ``at`` (rq's scheduler runs in
+    workers). ``token``: the flush flag it claimed (:mod:`workers.digest`); the job does
+    nothing if another flush has taken the flag over since (one due earlier)."""
+    args: tuple[str | int, ...] = (channel, attempt) if token is None else (channel, attempt, token)
     enqueue_on_alerts_queue(
         connection,
         keys,
         FLUSH_JOB,
-        channel,
-        attempt,
+        *args,
         delay_s=at.timestamp() - time.time(),
         retry=Retry(max=2),  # a crashed flush runs again; its batch waits in Redis
         job_timeout=120,

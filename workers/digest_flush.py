@@ -5,6 +5,13 @@ was accepted, so a crash or a failed send loses none; the digest id is derived f
 the alert ids, so a repeated send carries the same id and receivers drop it. Failures
 follow the same retry policy as single alerts; a digest that gives up is buried with
 the ids of the alerts it held, and ``wirewatch alerts replay`` puts them back.
+
+A flush sends only the alerts that are due: one held by its rule's quiet hours stays in
+the buffer until the window ends, and the next flush is scheduled for the later of the
+earliest such end and the channel's usual wait (its ``digest`` window, else
+:data:`NEXT_FLUSH_S`). A flush that finds nothing due sends nothing and comes back when
+the first alert is. A job whose token the flush flag no longer holds (an earlier flush
+was scheduled since, and took over) does nothing: ``"stale"``.
 """
 
 from __future__ import annotations
@@ -28,15 +35,25 @@ from workers.resources import Resources
 log = structlog.get_logger()
 
 NEXT_FLUSH_S = 60.0  # alerts that arrived during a flush: the next digest after this
+NOT_DUE_RETRY_S = 1.0  # nothing due yet (rq ran the job a little early): back this soon
 
 
-def flush(connection: redis.Redis, res: Resources, channel_name: str, attempt: int) -> str:
+def flush(
+    connection: redis.Redis,
+    res: Resources,
+    channel_name: str,
+    attempt: int,
+    token: str | None = None,
+) -> str:
     keys = res.keys
     channel = res.config.channels.get(channel_name)
-    batch = digests.take(connection, keys, channel_name)
-    if not batch.alert_ids:
-        digests.done(connection, keys, channel_name, [])
-        return "empty"
+    batch = digests.take(connection, keys, channel_name, token=token)
+    if batch is None:  # another flush took the flag over: it sends what is due
+        log.info("digest_flush_stale", token=token)
+        return "stale"
+    if not batch.alert_ids:  # nothing buffered, or all held for later (quiet hours)
+        left = _done(connection, res, channel_name, (), token, sent=False)
+        return "not due" if left else "empty"
     alerts = [_load(connection, res, alert_id) for alert_id in batch.alert_ids]
     present = [alert for alert in alerts if alert is not None]
     muted = [a for a in present if connection.exists(keys.muted(a.story))]
@@ -52,22 +69,22 @@ def flush(connection: redis.Redis, res: Resources, channel_name: str, attempt: i
     )
     if channel is None:
         bury(connection, res, target, "channel removed from the config")
-        _done(connection, res, channel_name, batch.alert_ids)
+        _done(connection, res, channel_name, batch.alert_ids, token)
         return "dead"
     if not present:  # all muted, or their records expired: nothing to send
         log.info("digest_nothing_to_send", held=len(batch.alert_ids), muted=len(muted))
-        _done(connection, res, channel_name, batch.alert_ids)
+        _done(connection, res, channel_name, batch.alert_ids, token)
         return "nothing to send"
     try:
         deliver_digest(present, batch.digest_id, channel_name, channel, http=res.http)
     except DeliveryError as exc:
 
         def retry(next_attempt: int, delay: float) -> None:
-            _enqueue_flush(connection, res, channel_name, next_attempt, delay)
+            _retry_flush(connection, res, channel_name, next_attempt, delay, token)
 
         outcome = after_failure(connection, res, target, attempt, exc, retry)
         if outcome == "dead":  # its alerts now live in the dead letter; free the buffer
-            _done(connection, res, channel_name, batch.alert_ids)
+            _done(connection, res, channel_name, batch.alert_ids, token)
         return outcome
     ttl = int(res.config.workers.alert_days * 86400)
     for alert in present:
@@ -77,24 +94,66 @@ def flush(connection: redis.Redis, res: Resources, channel_name: str, attempt: i
         )
     count(connection, keys, DELIVERIES, channel_name, "digest", "sent")
     log.info("digest_delivered", digest_id=batch.digest_id, alerts=len(present), attempt=attempt)
-    _done(connection, res, channel_name, batch.alert_ids)
+    _done(connection, res, channel_name, batch.alert_ids, token)
     return "delivered"
 
 
-def _done(connection: redis.Redis, res: Resources, channel: str, alert_ids: Sequence[str]) -> None:
-    if digests.done(connection, res.keys, channel, list(alert_ids)):
-        configured = res.config.channels.get(channel)
-        wait = configured.digest if configured is not None and configured.digest else NEXT_FLUSH_S
-        at = time.time() + wait
-        if digests.schedule(connection, res.keys, channel, at):  # exactly one scheduler
-            _enqueue_flush(connection, res, channel, 1, wait)
+def _done(
+    connection: redis.Redis,
+    res: Resources,
+    channel: str,
+    alert_ids: Sequence[str],
+    token: str | None,
+    *,
+    sent: bool = True,
+) -> int:
+    """Free the batch and schedule the flush of what remains; returns how many remain.
+
+    After a batch (``sent``), the next digest waits the channel's window, and at least
+    until the first remaining alert is due; after finding nothing due, just the latter.
+    """
+    left = digests.done(connection, res.keys, channel, list(alert_ids), token=token)
+    if left.held:
+        wait = NOT_DUE_RETRY_S
+        if sent:
+            configured = res.config.channels.get(channel)
+            wait = (
+                configured.digest if configured is not None and configured.digest else NEXT_FLUSH_S
+            )
+        delay = max(left.due_in(), wait)
+        new = digests.schedule(connection, res.keys, channel, time.time() + delay)
+        if new is not None:  # exactly one scheduler: this flush, or a racing add
+            _enqueue_flush(connection, res, channel, 1, delay, new)
+    return left.held
+
+
+def _retry_flush(
+    connection: redis.Redis,
+    res: Resources,
+    channel: str,
+    attempt: int,
+    delay_s: float,
+    token: str | None,
+) -> None:
+    """Run the failed flush again with the same token, keeping its flag until then."""
+    if token is not None and not digests.retain(
+        connection, res.keys, channel, token, time.time() + delay_s
+    ):
+        log.info("digest_retry_superseded", attempt=attempt)  # an earlier flush resends it
+        return
+    _enqueue_flush(connection, res, channel, attempt, delay_s, token)
 
 
 def _enqueue_flush(
-    connection: redis.Redis, res: Resources, channel: str, attempt: int, delay_s: float
+    connection: redis.Redis,
+    res: Resources,
+    channel: str,
+    attempt: int,
+    delay_s: float,
+    token: str | None,
 ) -> None:
     at = datetime.now(UTC) + timedelta(seconds=delay_s)
-    schedule_flush(connection, res.keys, channel, at, attempt)
+    schedule_flush(connection, res.keys, channel, at, attempt, token)
 
 
 def _load(connection: redis.Redis, res: Resources, alert_id: str) -> Alert | None:
@@ -105,13 +164,15 @@ def _load(connection: redis.Redis, res: Resources, alert_id: str) -> Alert | Non
 def sweep(connection: redis.Redis, res: Resources) -> int:
     """Schedule a flush for every channel whose held alerts have none (a worker died
     between buffering an alert and scheduling its flush). Run by every worker's
-    maintenance pass; returns how many flushes it scheduled."""
+    maintenance pass; returns how many flushes it scheduled. A flush it schedules for
+    alerts held by quiet hours finds nothing due and comes back when the window ends."""
     scheduled = 0
     for name in res.config.channels:
-        if digests.scheduled(connection, res.keys, name) is None and digests.schedule(
-            connection, res.keys, name, time.time()
-        ):
-            _enqueue_flush(connection, res, name, 1, 0)
+        if digests.scheduled(connection, res.keys, name) is not None:
+            continue
+        token = digests.schedule(connection, res.keys, name, time.time())
+        if token is not None:
+            _enqueue_flush(connection, res, name, 1, 0, token)
             log.warning("digest_flush_recovered", channel=name)
             scheduled += 1
     return scheduled

@@ -7,15 +7,19 @@ over its rate), so every decision is reproducible in a test.
 Inputs: a :class:`~monitor.config.RuleConfig` (``severity``, ``max_rate``, ``quiet_hours``),
 one channel of that rule (``min_severity``, ``digest``), an aware ``now``.
 Output: a frozen :class:`Decision` — ``send``, ``digest`` (with ``flush_at``, when the
-digest should go out) or ``skip`` — with a human-readable ``reason`` for logs.
+digest should go out) or ``skip`` — with a human-readable ``reason`` for logs. A digest
+held by quiet hours also has ``hold_until`` (the window's end): the alert must not leave
+before then, even with an earlier digest of the channel (another rule's, or the
+channel's own window); other digested alerts only gather, and may go out with any
+earlier flush (:mod:`workers.digest` keeps the two apart).
 
 Policy, first match wins:
 
 1. a muted story → ``skip``;
 2. a severity below the channel's ``min_severity`` → ``skip`` (this is how severities are
    routed to different channels: a pager channel with ``min_severity: critical``);
-3. quiet hours → ``digest`` flushed when the window ends. **Critical alerts bypass quiet
-   hours**: an analyst asks to be woken for those;
+3. quiet hours → ``digest`` flushed, and held, until the window ends. **Critical alerts
+   bypass quiet hours**: an analyst asks to be woken for those;
 4. over the rule's rate → ``digest`` flushed after the channel's digest window, else after
    the rate window. Overflow is delayed, never dropped. Critical alerts do *not* bypass
    the rate limit: a flood of criticals is still a flood;
@@ -28,13 +32,14 @@ says ``send`` and the rule has a ``max_rate`` ask Redis and route again. Muted, 
 quiet or digested alerts then never use up the rule's budget.
 
 Invariants: ``flush_at`` is set exactly when the action is ``digest`` and is strictly after
-``now``; :func:`quiet_until` is ``None`` or strictly after ``now`` (at most 24 h later,
-plus a daylight-saving shift on the night clocks change).
+``now``; ``hold_until`` is None or equals ``flush_at``, and is set only by quiet hours;
+:func:`quiet_until` is ``None`` or strictly after ``now`` (at most 24 h later, plus a
+daylight-saving shift on the night clocks change).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from typing import Literal
@@ -55,6 +60,9 @@ class Decision:
     action: Action
     reason: str
     flush_at: datetime | None = None  # aware UTC; set exactly when action == "digest"
+    # Quiet hours: not to be sent before this (== flush_at). Left out of ==: the reason
+    # ("quiet hours until …") and flush_at already determine it.
+    hold_until: datetime | None = field(default=None, compare=False)
 
 
 def _aware(now: datetime) -> datetime:
@@ -130,7 +138,7 @@ def route(
         if until is not None:
             tz = rule.quiet_hours.tz
             local_end = until.astimezone(ZoneInfo(tz)).strftime("%H:%M")
-            return Decision("digest", f"quiet hours until {local_end} {tz}", until)
+            return Decision("digest", f"quiet hours until {local_end} {tz}", until, until)
     if over_rate:
         if rule.max_rate is None:
             raise ValueError(f"rule {rule.id!r} has no max_rate, so it cannot be over it")

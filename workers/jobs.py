@@ -5,8 +5,9 @@
   summary log line (:mod:`workers.batch`).
 * ``deliver(alert_id, channel, attempt)``: one attempt to send one alert to one channel
   (:mod:`workers.dispatch` retries and buries).
-* ``flush_digest(channel, attempt)``: send a channel's held alerts as one digest
-  (:mod:`workers.digest_flush`).
+* ``flush_digest(channel, attempt, token)``: send a channel's due held alerts as one
+  digest (:mod:`workers.digest_flush`); a stale token (another flush took over) does
+  nothing.
 * ``batch_job_failed``: rq's on-failure callback of a batch that failed for good: its
   dedupe claims are released (the job stays in rq's failed registry for the operator).
 * ``feed_notice(payload, attempt)``: a feed broke or recovered; tell the operator's
@@ -136,9 +137,11 @@ def deliver(alert_key: str, channel: str, attempt: int = 1) -> str:
         return deliver_alert(_connection(), resources.current(), alert_key, channel, attempt)
 
 
-def flush_digest(channel: str, attempt: int = 1) -> str:
+def flush_digest(channel: str, attempt: int = 1, token: str | None = None) -> str:
+    """``token``: the flush flag this job owns; None (a job queued by an older version)
+    flushes regardless."""
     with structlog.contextvars.bound_contextvars(job_id=_job_id(), channel=channel):
-        return flush(_connection(), resources.current(), channel, attempt)
+        return flush(_connection(), resources.current(), channel, attempt, token)
 
 
 @_on_final_failure
