@@ -53,6 +53,26 @@ def test_no_possessive_inside_a_person() -> None:
     assert labels(text, found) == [("Tom Hanks", "PERSON")]
 
 
+def test_a_town_the_model_calls_a_person_is_a_place() -> None:
+    text = "Talks in Sochi and Akron; Michael Jackson met Jackson, and Honda rose."
+    found = [
+        span(text, "Sochi", "PERSON"),
+        span(text, "Akron", "PERSON"),
+        span(text, "Michael Jackson", "PERSON"),
+        Entity("Jackson", "PERSON", text.index("Jackson,"), text.index("Jackson,") + 7),
+        span(text, "Honda", "ORG"),  # a firm named like a town stays a firm
+    ]
+    assert labels(text, found) == [
+        ("Sochi", "GPE"),
+        ("Akron", "GPE"),
+        ("Michael Jackson", "PERSON"),
+        ("Jackson", "PERSON"),  # part of a person's name in the same text
+        ("Honda", "ORG"),
+    ]
+    kept = apply_rules(text, [span(text, "Sochi", "PERSON")], lambda name: True)
+    assert [e.label for e in kept] == ["PERSON"]  # the gazetteer's word wins
+
+
 def test_a_sentence_start_in_lower_case_elsewhere_is_no_name() -> None:
     text = (
         "Orcas mimic speech\nKiller whales copy words. A killer whale said hello. Killer Mike sang."

@@ -50,7 +50,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from workers.entities_rules import apply_rules
-from workers.gazetteer import Gazetteer, Match, Name, base_gazetteer, lookup_key
+from workers.gazetteer import Gazetteer, Match, Name, base_gazetteer, city_names, lookup_key
 from workers.model import Entity
 
 if TYPE_CHECKING:  # the memory imports this module's name rules
@@ -113,6 +113,8 @@ class Lift:
                     extra.append((spelling, Name(known, canonical)))
         self.finder: Gazetteer | None = base.extended(extra) if gazetteer else None
         self.rules = rules
+        if rules:
+            city_names()  # read once here, not on the first batch
         self._base = base
 
     def apply(

@@ -12,6 +12,12 @@ functions of a span's own words, nothing learnt from an evaluation set:
 - **Common words at a sentence start**: a lone word (not a person) that opens a
   sentence and is written in lower case elsewhere in the same text ("Killer whales
   can …" and "a killer whale") is not a name.
+- **Towns are not people**: a span the model labels a person whose whole text is the name
+  of a city (GeoNames, 15,000 people or more: :func:`workers.gazetteer.city_names`) is a
+  place ("Sochi", "Akron"), unless it is part of a longer person's name in the same
+  text ("Jackson" after "Michael Jackson"). Organisations named like towns (clubs, firms:
+  "Honda", "Dewsbury") are left alone: measured on WikiANN, relabelling people changed
+  58 spans, 56 of them right; relabelling organisations too got 29 of 132 wrong.
 - **Time-zone abbreviations** ("GMT", "BST", "EST"), which live-blog timestamps are full
   of, are not organisations. The list comes from the system's time-zone database
   (:mod:`zoneinfo`), not from a hand-typed table.
@@ -24,6 +30,7 @@ import functools
 import re
 from collections.abc import Callable, Iterable
 
+from workers.gazetteer import city_names
 from workers.model import Entity
 
 __all__ = ["apply_rules", "time_zone_abbreviations"]
@@ -52,6 +59,10 @@ def apply_rules(
 ) -> list[Entity]:
     """``entities`` relabelled or dropped by the rules above; ``known`` names are left alone."""
     zones = time_zone_abbreviations()
+    entities = list(entities)
+    people = {
+        word for e in entities if e.label == "PERSON" and " " in e.text for word in e.text.split()
+    }
     out: list[Entity] = []
     for e in entities:
         if e.label not in _GROUP or known(e.text):
@@ -59,6 +70,9 @@ def apply_rules(
             continue
         if e.label == "PERSON":
             if any(mark in e.text for mark in _POSSESSIVE_INSIDE):
+                continue
+            if e.text in city_names() and e.text not in people:
+                out.append(Entity(e.text, "GPE", e.start, e.end, e.canonical, e.salience))
                 continue
         elif e.text in zones or _common_word(text, e):
             continue

