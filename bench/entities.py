@@ -8,8 +8,12 @@ Run::
 Variants, each measured in this one process (the machine is shared and noisy, so only
 numbers from one run are compared):
 
-- **raw**: the spaCy small model (NER only) with wirewatch's span cleaning, nothing else
-  (``SpacyExtractor(nlp, model)`` without a ``Lift``);
+- **shipped**: the spaCy small model (NER only) exactly as spaCy returns its spans —
+  the issue's "raw small model" (:class:`ShippedModel`);
+- **raw**: the same model with wirewatch's span cleaning and nothing else
+  (``SpacyExtractor(nlp, model)`` without a ``Lift``): a leading "the", a possessive and
+  edge punctuation cut off, a span across the title/summary line break cut at the break,
+  lower-case spans dropped. The stricter baseline: the gain over it is the lift alone;
 - **lifted**: what a worker runs, ``load_extractor(NerSettings())`` — the model on the
   headline and lede plus the lift (gazetteer, label rules, people, fast pass and entity
   memory past the model's part, canonical names, salience: :mod:`workers.entities_lift`);
@@ -57,6 +61,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import feedparser
 
@@ -210,6 +215,24 @@ def _locate(text: str, entities: list[list[str]], record: dict[str, object]) -> 
 # measures
 
 
+class ShippedModel:
+    """The model's spans as spaCy returns them, labels kept as they are: the baseline the
+    issue names ("the raw small model"). spaCy's English models were trained on OntoNotes,
+    whose spans often include a leading "the" ("the Federal Reserve"); a news style guide
+    (and the gold here) leaves it out, as wirewatch's span cleaning does."""
+
+    name = "spacy-as-shipped"
+
+    def __init__(self, nlp: Any) -> None:
+        self.nlp = nlp
+
+    def extract_many(self, texts: Sequence[str]) -> list[list[Entity]]:
+        return [
+            [Entity(e.text, e.label_, e.start_char, e.end_char) for e in doc.ents]
+            for doc in self.nlp.pipe(texts)
+        ]
+
+
 def predicted(entities: Iterable[Entity]) -> set[Span]:
     return {(e.start, e.end, SCORED[e.label]) for e in entities if e.label in SCORED}
 
@@ -361,6 +384,7 @@ def main(argv: list[str] | None = None) -> None:
         "one process, best of 3"
     )
     assert isinstance(raw, SpacyExtractor) and isinstance(lifted, SpacyExtractor)
+    as_shipped = ShippedModel(raw.nlp)
     # The lift on the whole text, the model run as spaCy ships it (the previous release)
     # and through wirewatch's runner (workers/entities_ops.py): same entities, less CPU.
     before = SpacyExtractor(raw.nlp, model, lift=Lift(), max_chars=10**9, cache_size=0, fast=False)
@@ -406,16 +430,21 @@ def main(argv: list[str] | None = None) -> None:
     for title, gold in sets:
         print(f"\nquality: {title}, PER/ORG/LOC micro, exact spans")
         print(f"  {'variant':9} {'P':>6} {'R':>6} {'F1':>6}")
-        results = {
-            name: scores(ex, gold)
-            for name, ex in (("raw", raw), ("lifted", lifted), ("fallback", fallback))
-        }
+        contenders = (
+            ("shipped", as_shipped),
+            ("raw", raw),
+            ("lifted", lifted),
+            ("fallback", fallback),
+        )
+        results = {name: scores(ex, gold) for name, ex in contenders}
         for name, s in results.items():
             print(f"  {name:9} {s['p']:6.3f} {s['r']:6.3f} {s['f1']:6.3f}")
-        gain = results["lifted"]["f1"] - results["raw"]["f1"]
+        gain = results["lifted"]["f1"] - results["shipped"]["f1"]
+        lift_only = results["lifted"]["f1"] - results["raw"]["f1"]
         print(
-            f"  gold mentions {int(results['raw']['gold']):,}; lifted − raw = {gain:+.3f} F1; "
-            f"target ≥ +0.10: {'MET' if gain >= 0.10 else 'MISSED'}"
+            f"  gold mentions {int(results['raw']['gold']):,}; lifted − shipped = {gain:+.3f} F1 "
+            f"(target ≥ +0.10: {'MET' if gain >= 0.10 else 'MISSED'}); "
+            f"lifted − raw (cleaned spans) = {lift_only:+.3f}"
         )
 
 
