@@ -131,7 +131,8 @@ def test_an_empty_flush_clears_the_flag(redis_client: redis.Redis, prefix: str) 
     keys = Keys(prefix)
     redis_client.set(flush_key(keys, "c"), "1", ex=600)  # e.g. a flush left by a crash
     assert digest.take(redis_client, keys, "c") == digest.Batch("", ())
-    assert digest.done(redis_client, keys, "c", []) == (0, None, pytest.approx(time.time(), abs=5))
+    left = digest.done(redis_client, keys, "c", [])
+    assert (left.held, left.not_before) == (0, None) and abs(left.now - time.time()) < 5
     assert digest.add(redis_client, keys, "c", "a1", time.time() + 60) is not None
 
 
@@ -291,3 +292,68 @@ def test_a_buffer_whose_flush_was_never_scheduled_is_swept(
     assert sweep(redis_client, res) == 0  # scheduled now: nothing more to do
     queue = Queue(keys.alerts_queue, connection=redis_client, serializer=JSONSerializer)
     assert [job.func_name for job in queue.get_jobs()] == ["workers.jobs.flush_digest"]
+
+
+def _desk(prefix: str) -> tuple[Keys, object]:
+    """Keys and worker resources for a channel ``desk`` with a one-hour digest window."""
+    from monitor.config_loader import parse_config
+    from workers.resources import Resources
+
+    keys = Keys(prefix)
+    config = parse_config(
+        f'redis: {{prefix: "{prefix}"}}\nchannels: {{desk: {{type: log, digest: 1h}}}}\n',
+        "desk.yaml",
+        {},
+    )
+    return keys, Resources(config, keys, None, None)  # type: ignore[arg-type]
+
+
+def test_a_batch_out_holds_its_flag_so_the_sweep_starts_no_second_flush(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    from workers.digest_flush import sweep
+
+    keys, res = _desk(prefix)
+    token = digest.add(redis_client, keys, "desk", "a1", time.time() + 1)
+    flag = flush_key(keys, "desk")
+    redis_client.expire(flag, 5)  # the job starts late: its flag has 5 s left
+    batch = digest.take(redis_client, keys, "desk", token=token)
+    assert batch is not None and batch.alert_ids == ("a1",)
+    # Held for the job's whole time limit while it sends: a maintenance pass meanwhile
+    # sees a flush in progress and schedules none (which would send a1 a second time).
+    assert redis_client.ttl(flag) >= digest.FLUSH_JOB_TIMEOUT_S
+    assert sweep(redis_client, res) == 0  # type: ignore[arg-type]
+    assert digest.take(redis_client, keys, "desk", token="other") is None
+
+
+def test_a_done_whose_ids_another_flush_sent_still_reports_what_is_left(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    first = digest.add(redis_client, keys, "desk", "a1", time.time() + 1)
+    batch = digest.take(redis_client, keys, "desk", token=first)
+    assert batch is not None
+    redis_client.delete(flush_key(keys, "desk"))  # however the flag went, a second flush
+    second = digest.schedule(redis_client, keys, "desk", time.time())
+    assert second is not None and digest.take(redis_client, keys, "desk", token=second) == batch
+    assert digest.add(redis_client, keys, "desk", "a2", time.time() + 3600) is None
+    assert digest.done(redis_client, keys, "desk", batch.alert_ids, token=first).held == 1
+    # The second flush's done finds its ids gone, yet clears its own flag and reports a2,
+    # so its caller schedules a2's flush instead of leaving it to the flag's expiry.
+    left = digest.done(redis_client, keys, "desk", batch.alert_ids, token=second)
+    assert left.held == 1 and redis_client.get(flush_key(keys, "desk")) is None
+
+
+def test_the_sweep_never_pulls_a_scheduled_digest_forward(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    from workers.digest_flush import sweep
+
+    keys, res = _desk(prefix)
+    at = time.time() + 900
+    assert digest.add(redis_client, keys, "desk", "a1", at) is not None
+    assert sweep(redis_client, res) == 0  # type: ignore[arg-type]
+    assert digest.scheduled(redis_client, keys, "desk") == pytest.approx(at)
+    # Even when it races an add between its read and its claim: the claim is if-absent.
+    assert digest.schedule(redis_client, keys, "desk", time.time(), only_if_absent=True) is None
+    assert digest.scheduled(redis_client, keys, "desk") == pytest.approx(at)

@@ -244,7 +244,7 @@ def schedule_flush(
         *args,
         delay_s=at.timestamp() - time.time(),
         retry=Retry(max=2),  # a crashed flush runs again; its batch waits in Redis
-        job_timeout=120,
+        job_timeout=digests.FLUSH_JOB_TIMEOUT_S,
         result_ttl=86400,
         failure_ttl=30 * 86400,
         description=f"send the digest of channel {channel} (attempt {attempt})",

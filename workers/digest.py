@@ -36,8 +36,10 @@ Invariants: nothing leaves Redis before :func:`done`; an alert id is buffered at
 scheduled when the flag is absent and the buffer is not empty, and the flag's token names
 the one flush job that may act (jobs enqueued by an older version carry no token and act
 regardless). A lost flush job (a crash between :func:`add` and the enqueue) is healed
-when the flag expires (a minute after ``flush_at``): the next :func:`add`, or a sweep
-calling :func:`schedule` for every digest channel at start-up, schedules it again.
+when the flag expires (a minute after ``flush_at``): the next :func:`add`, or the sweep
+every worker's maintenance pass runs (:func:`schedule` with ``only_if_absent``, for every
+digest channel), schedules it again. While a batch is out, :func:`take` holds the flag
+for the flush job's whole time limit, so the sweep never starts a second flush of it.
 :func:`scheduled` reads the flag's ``flush_at``.
 
 Redis keys (to move into :mod:`monitor.keys`):
@@ -60,6 +62,7 @@ from monitor.keys import Keys, digest
 
 __all__ = [
     "FLAG_GRACE_S",
+    "FLUSH_JOB_TIMEOUT_S",
     "Batch",
     "Remaining",
     "add",
@@ -72,6 +75,10 @@ __all__ = [
 
 FLAG_GRACE_S = 60
 """The flush flag outlives ``flush_at`` by this much: room for a late flush job."""
+
+FLUSH_JOB_TIMEOUT_S = 120
+"""rq's time limit of a flush job; the flag is held this long (plus the grace) while a
+batch is out, so no second flush starts on the same batch while the first may still run."""
 
 _NOW = """
 local clock = redis.call('TIME')
@@ -90,7 +97,8 @@ end
 # and no flush is scheduled, or move it earlier when the scheduled one is later and no
 # batch is in flight (that flush's own done schedules what it leaves).
 # KEYS: pending, batch, flag. ARGV[2]: flush_at (unix s), ARGV[3]: grace (s),
-# ARGV[4]: the new flag value (token). Returns the token, or nil.
+# ARGV[4]: the new flag value (token), ARGV[6]: "1" to claim only when no flush is
+# scheduled (never move one earlier). Returns the token, or nil.
 _CLAIM_TAIL = """
 if redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2]) == 0 then
   return false
@@ -98,7 +106,7 @@ end
 local at = tonumber(ARGV[2])
 local current = redis.call('GET', KEYS[3])
 if current then
-  if redis.call('EXISTS', KEYS[2]) == 1 then
+  if ARGV[6] == '1' or redis.call('EXISTS', KEYS[2]) == 1 then
     return false
   end
   local scheduled = flush_at_of(current)
@@ -126,7 +134,8 @@ end
 _SCHEDULE = _NOW + _CLAIM_TAIL
 
 # KEYS: pending, batch, flag. ARGV[1]: most ids to move into a new batch (0: all due),
-# ARGV[2]: the flush's token ("": a job without one, acts regardless), ARGV[3]: grace.
+# ARGV[2]: the flush's token ("": a job without one, acts regardless), ARGV[3]: grace,
+# ARGV[4]: how long the flag is held while a batch is out (the job's time limit + grace).
 # Returns nil for a stale token, else the batch's ids, earliest not-before first.
 _TAKE = (
     _NOW
@@ -154,15 +163,26 @@ if redis.call('EXISTS', KEYS[2]) == 0 then
     end
   end
 end
-return redis.call('ZRANGE', KEYS[2], 0, -1)
+local batch = redis.call('ZRANGE', KEYS[2], 0, -1)
+if #batch > 0 then
+  -- The flag must outlive the job sending the batch, or a sweep would see no flush
+  -- scheduled and start a second one that sends the same batch.
+  if ARGV[2] ~= '' then
+    redis.call('SET', KEYS[3], ARGV[2], 'EX', tonumber(ARGV[4]))
+  elseif redis.call('EXISTS', KEYS[3]) == 1 then
+    redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4]))
+  end
+end
+return batch
 """
 )
 
 # KEYS: pending, batch, flag. ARGV[1]: the flush's token ("": none, clear any flag),
 # ARGV[2..]: the ids sent. Returns {alerts left, earliest not-before or "", now}.
-# A stale call (a duplicate flush whose ids are gone already) leaves the flag alone: it
-# may belong to the next flush, scheduled meanwhile; so does a call whose token the flag
-# no longer holds.
+# A call clears the flag only while it holds the call's token (a later flush may own it).
+# A legacy call (no token) whose ids are gone already (a duplicate flush) returns at once,
+# leaving the flag alone; a call with a token always reports what is left, so its caller
+# schedules the next flush even when another flush sent the ids first.
 _DONE = (
     _NOW
     + """
@@ -171,7 +191,7 @@ local removed = 0
 for i = 2, #ARGV do
   removed = removed + redis.call('ZREM', KEYS[2], ARGV[i])
 end
-if #ARGV > 1 and removed == 0 then
+if ARGV[1] == '' and #ARGV > 1 and removed == 0 then
   return {0, '', clock_now}
 end
 if ARGV[1] == '' or redis.call('GET', KEYS[3]) == ARGV[1] then
@@ -266,11 +286,20 @@ def add(
     return None if result is None else _text(result)
 
 
-def schedule(connection: redis.Redis, keys: Keys, channel: str, flush_at: float) -> str | None:
-    """Claim the next flush of a non-empty buffer (or move a later one to ``flush_at``);
-    the token of the flush the caller must enqueue, or None."""
+def schedule(
+    connection: redis.Redis,
+    keys: Keys,
+    channel: str,
+    flush_at: float,
+    *,
+    only_if_absent: bool = False,
+) -> str | None:
+    """Claim the next flush of a non-empty buffer (or move a later one to ``flush_at``,
+    unless ``only_if_absent``: the sweep must not pull a digest forward); the token of the
+    flush the caller must enqueue, or None."""
     script = connection.register_script(_SCHEDULE)
     args: list[str | int] = ["", repr(float(flush_at)), FLAG_GRACE_S, _token(flush_at)]
+    args += ["", "1" if only_if_absent else ""]
     result = script(keys=_keys(keys, channel), args=args)
     return None if result is None else _text(result)
 
@@ -293,7 +322,9 @@ def take(
     flush is stale; a missing flag is taken over. Without one, it acts regardless.
     """
     script = connection.register_script(_TAKE)
-    raw = script(keys=_keys(keys, channel), args=[max(0, limit), token or "", FLAG_GRACE_S])
+    hold = FLUSH_JOB_TIMEOUT_S + FLAG_GRACE_S
+    args: list[str | int] = [max(0, limit), token or "", FLAG_GRACE_S, hold]
+    raw = script(keys=_keys(keys, channel), args=args)
     if raw is None:
         return None
     ids = tuple(_text(item) for item in raw)
@@ -313,8 +344,8 @@ def done(
 
     What remains (alerts held for later, or that arrived during the flush) needs another
     flush: claim it through :func:`schedule`, so a concurrent :func:`add` does not double
-    it. Call it with the empty batch too: that clears the flag. A second call with ids
-    already removed is a no-op leaving nothing (the first call answered for them).
+    it. Call it with the empty batch too: that clears the flag. Without a token, a second
+    call with ids already removed is a no-op leaving nothing (the first call answered).
     """
     script = connection.register_script(_DONE)
     left, earliest, now = script(keys=_keys(keys, channel), args=[token or "", *alert_ids])

@@ -170,7 +170,7 @@ def sweep(connection: redis.Redis, res: Resources) -> int:
     for name in res.config.channels:
         if digests.scheduled(connection, res.keys, name) is not None:
             continue
-        token = digests.schedule(connection, res.keys, name, time.time())
+        token = digests.schedule(connection, res.keys, name, time.time(), only_if_absent=True)
         if token is not None:
             _enqueue_flush(connection, res, name, 1, 0, token)
             log.warning("digest_flush_recovered", channel=name)
