@@ -55,12 +55,10 @@ identical to the full pipeline's. For a model whose NER does listen to a shared
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 import structlog
@@ -71,6 +69,7 @@ from workers.entities_fallback import FallbackExtractor
 from workers.entities_lift import Lift
 from workers.entities_memory import EntityMemory
 from workers.entities_ops import NerRunner
+from workers.entities_vocab import VocabWindow
 from workers.model import Entity
 
 __all__ = [
@@ -238,6 +237,7 @@ class SpacyExtractor:
         self.cache_size = cache_size
         self.memory = EntityMemory(memory_size)
         self.runner = NerRunner(nlp, batch_size=batch_size, fast=fast)
+        self.vocab_window = VocabWindow(nlp)  # bounds the vocabulary, see its module
         self._cache: OrderedDict[bytes, list[Entity]] = OrderedDict()
 
     def extract_many(self, texts: Sequence[str]) -> list[list[Entity]]:
@@ -248,12 +248,13 @@ class SpacyExtractor:
                 todo.setdefault(key, text)
         found: dict[bytes, list[Entity]] = {}
         ledes = [lede(text, self.max_chars) for text in todo.values()]
-        with self._zone():
-            docs = self.runner(ledes)
-            spans = [
-                [(e.start_char, e.end_char, e.label_) for e in doc.ents if e.label_ in KEPT_LABELS]
-                for doc in docs
-            ]
+        self.vocab_window.enter(len(ledes))
+        docs = self.runner(ledes)
+        spans = [
+            [(e.start_char, e.end_char, e.label_) for e in doc.ents if e.label_ in KEPT_LABELS]
+            for doc in docs
+        ]
+        del docs  # no Doc outlives the call: the window may close at the next one
         for (key, text), read, ents in zip(todo.items(), ledes, spans, strict=True):
             cleaned = (_clean(text, start, end, label) for start, end, label in ents)
             entities = [entity for entity in cleaned if entity is not None]
@@ -269,14 +270,6 @@ class SpacyExtractor:
             out.append(list(result))
         self._remember(found)
         return out
-
-    def _zone(self) -> AbstractContextManager[object]:
-        """spaCy's ``memory_zone`` (3.8+): the strings and lexemes the model adds for a
-        call's new words are freed when it ends. Without it a long-lived worker's
-        vocabulary grows with every new word it reads (measured ~3 MB per 1,000 texts of
-        novel names, without bound); the docs are read inside the zone and dropped."""
-        zone = getattr(self.nlp, "memory_zone", None)
-        return zone() if zone is not None else contextlib.nullcontext()
 
     def _lifted(self, lift: Lift, text: str, entities: list[Entity], read: int) -> list[Entity]:
         """The lift, with the fast pass past ``read``; the model's names go to memory."""
