@@ -5,10 +5,11 @@ runs the model in. spaCy keeps every string and lexeme it meets for good (~3 MB 
 1,000 texts of novel names, measured), and jobs run in one worker process for weeks;
 spaCy's ``memory_zone`` frees what a zone added when it exits. A zone per call frees
 everything at once, but then every call meets every word anew: tokenising a news item
-cost ~0.57 ms that way against ~0.35 ms in a zone that had seen 1,500 earlier items
-(``tests``-free measurement: ``bench/README.md``, "Entities benchmark"). So the zone is
-held across calls and renewed every ``texts`` texts: memory stays bounded by one
-window's new words, and words that recur within a window are met once.
+cost ~0.57 ms that way against ~0.35 ms in a zone that had seen 1,500 earlier items,
+and the whole NER call 2.50 against 2.31 ms per item of the end-to-end benchmark's news
+(measured in one process, the two ways alternating). So the zone is held across calls
+and renewed every ``texts`` texts: memory stays bounded by one window's new words, and
+words that recur within a window are met once.
 
 Invariant: no spaCy ``Doc`` outlives the call that made it (the extractor keeps only
 its own :class:`~workers.model.Entity` values), so closing the zone at the start of a
