@@ -278,9 +278,10 @@ class SpacyExtractor:
         return lifted
 
     def clear_cache(self) -> None:
-        """Forget every cached result and remembered name (a fresh process's state)."""
+        """Forget every cached result, remembered name and word (a fresh process's state)."""
         self._cache.clear()
         self.memory.clear()
+        self.vocab_window.close()
 
     def _remember(self, found: dict[bytes, list[Entity]]) -> None:
         if self.cache_size <= 0:
