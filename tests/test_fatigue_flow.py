@@ -40,7 +40,8 @@ def ops(receiver: WebhookReceiver) -> str:
     return f'  ops: {{type: webhook, url: "{receiver.url}", secret: "{receiver.secret}"}}'
 
 
-def setup(tmp_path: Path, prefix: str, channels: str, rule_extra: str, routes: str) -> Path:
+def write_config(tmp_path: Path, prefix: str, channels: str, rules: str) -> Path:
+    """``wirewatch.yaml`` with NER off, JSON logs, ``channels`` and ``rules`` (YAML lines)."""
     config = tmp_path / "wirewatch.yaml"
     config.write_text(
         f"""
@@ -50,10 +51,15 @@ workers: {{ner: {{enabled: false}}}}
 channels:
 {channels}
 rules:
-  - {{id: pact, query: '{RULE}', channels: [{routes}] {rule_extra}}}
+{rules}
 """
     )
     return config
+
+
+def setup(tmp_path: Path, prefix: str, channels: str, rule_extra: str, routes: str) -> Path:
+    rule = f"  - {{id: pact, query: '{RULE}', channels: [{routes}] {rule_extra}}}"
+    return write_config(tmp_path, prefix, channels, rule)
 
 
 def enqueue(client: redis.Redis, prefix: str, items: list[Item]) -> None:
@@ -147,18 +153,11 @@ def test_quiet_hours_hold_alerts_until_they_end_and_muted_stories_are_skipped(
 def two_rules(tmp_path: Path, prefix: str, channel: str, night: str, day: str) -> None:
     """A config with one channel ``ops`` shared by the rules ``night`` and ``day``, which
     match the same stories (one alert each per story)."""
-    (tmp_path / "wirewatch.yaml").write_text(
-        f"""
-redis: {{prefix: "{prefix}"}}
-logging: {{format: json}}
-workers: {{ner: {{enabled: false}}}}
-channels:
-{channel}
-rules:
-  - {{id: night, query: '{RULE}', channels: [ops], {night}}}
-  - {{id: day, query: 'accord', channels: [ops] {day}}}
-"""
+    rules = (
+        f"  - {{id: night, query: '{RULE}', channels: [ops], {night}}}\n"
+        f"  - {{id: day, query: 'accord', channels: [ops] {day}}}"
     )
+    write_config(tmp_path, prefix, channel, rules)
 
 
 def quiet_until(end: datetime) -> str:
