@@ -65,3 +65,15 @@ def test_words_stay_known_until_the_window_closes() -> None:
     assert novel in extractor.nlp.vocab.strings  # still known for the next call
     extractor.vocab_window.close()
     assert novel not in extractor.nlp.vocab.strings
+
+
+def test_extractors_sharing_a_pipeline_share_its_window() -> None:
+    """spaCy's memory zones must not nest: one window per pipeline, whoever runs it."""
+    extractor = load_extractor(NerSettings())
+    if not isinstance(extractor, SpacyExtractor):
+        pytest.skip("no spaCy model installed")
+    other = SpacyExtractor(extractor.nlp, "same pipeline", cache_size=0)
+    assert other.vocab_window is extractor.vocab_window
+    other.extract_many(_novel_texts(5, seed=11))
+    extractor.extract_many(_novel_texts(5, seed=12))  # the same zone, not a nested one
+    extractor.vocab_window.close()

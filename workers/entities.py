@@ -237,7 +237,7 @@ class SpacyExtractor:
         self.cache_size = cache_size
         self.memory = EntityMemory(memory_size)
         self.runner = NerRunner(nlp, batch_size=batch_size, fast=fast)
-        self.vocab_window = VocabWindow(nlp)  # bounds the vocabulary, see its module
+        self.vocab_window = VocabWindow.of(nlp)  # bounds the vocabulary, see its module
         self._cache: OrderedDict[bytes, list[Entity]] = OrderedDict()
 
     def extract_many(self, texts: Sequence[str]) -> list[list[Entity]]:

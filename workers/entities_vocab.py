@@ -11,9 +11,11 @@ and the whole NER call 2.50 against 2.31 ms per item of the end-to-end benchmark
 and renewed every ``texts`` texts: memory stays bounded by one window's new words, and
 words that recur within a window are met once.
 
-Invariant: no spaCy ``Doc`` outlives the call that made it (the extractor keeps only
+Invariants: no spaCy ``Doc`` outlives the call that made it (the extractor keeps only
 its own :class:`~workers.model.Entity` values), so closing the zone at the start of a
-later call never leaves a ``Doc`` pointing at freed strings.
+later call never leaves a ``Doc`` pointing at freed strings; and a pipeline has one
+window (:meth:`VocabWindow.of`), shared by every extractor that runs it, because spaCy's
+memory zones must not nest.
 """
 
 from __future__ import annotations
@@ -26,8 +28,21 @@ __all__ = ["DEFAULT_WINDOW_TEXTS", "VocabWindow"]
 DEFAULT_WINDOW_TEXTS = 5_000  # ~15 MB of new words at most, at the measured rate
 
 
+_ATTRIBUTE = "_wirewatch_vocab_window"  # where a pipeline keeps its one window
+
+
 class VocabWindow:
     """``window.enter(n)`` before the model reads ``n`` texts; ``window.close()`` frees."""
+
+    @classmethod
+    def of(cls, nlp: Any) -> VocabWindow:
+        """The window of ``nlp``, made on first use: one per pipeline, so two extractors
+        sharing a pipeline (the benchmark's variants) never open nested zones."""
+        window = getattr(nlp, _ATTRIBUTE, None)
+        if not isinstance(window, cls):
+            window = cls(nlp)
+            setattr(nlp, _ATTRIBUTE, window)
+        return window
 
     def __init__(self, nlp: Any, texts: int = DEFAULT_WINDOW_TEXTS) -> None:
         self._nlp = nlp
