@@ -54,6 +54,19 @@ def an_alert(config: Config, n: int = 1) -> Alert:
     return Alert(alert_id(rule.id, f"story-{n}"), rule.id, rule.query, item, story_id=f"story-{n}")
 
 
+def raised(
+    client: redis.Redis, prefix: str, receiver: WebhookReceiver, **config_options: float
+) -> tuple[Config, resources.Resources, Alert, list[Send]]:
+    """One alert raised as a batch raises it, its sends pending and not yet made (a batch
+    that "dies" here leaves them to the outbox): config, resources, alert, pending sends."""
+    config = hook_config(prefix, receiver, **config_options)
+    res = resources.load(config)
+    alert = an_alert(config)
+    pending: list[Send] = []
+    assert raise_alert(client, res, alert, config.rules[0], pending)  # a new alert
+    return config, res, alert, pending
+
+
 def test_the_batch_delivers_itself_and_enqueues_no_delivery_job(
     redis_url: str,
     redis_client: redis.Redis,
@@ -82,12 +95,8 @@ def test_the_batch_delivers_itself_and_enqueues_no_delivery_job(
 def test_an_alert_whose_batch_died_before_sending_is_swept_to_a_job(
     redis_url: str, redis_client: redis.Redis, prefix: str, webhook_receiver: WebhookReceiver
 ) -> None:
-    config = hook_config(prefix, webhook_receiver)
-    res = resources.load(config)
-    alert = an_alert(config)
-    pending: list[Send] = []
     # What the batch does before it sends; the worker "dies" right after.
-    assert raise_alert(redis_client, res, alert, config.rules[0], pending)
+    config, res, alert, pending = raised(redis_client, prefix, webhook_receiver)
     assert pending == [Send(alert, "ops")]
 
     assert sweep(redis_client, res) == 0  # not abandoned yet: its batch may still send
@@ -115,11 +124,7 @@ def test_an_alert_whose_batch_died_before_sending_is_swept_to_a_job(
 def test_a_send_both_inline_and_by_a_swept_job_goes_out_once(
     redis_url: str, redis_client: redis.Redis, prefix: str, webhook_receiver: WebhookReceiver
 ) -> None:
-    config = hook_config(prefix, webhook_receiver)
-    res = resources.load(config)
-    alert = an_alert(config)
-    pending: list[Send] = []
-    raise_alert(redis_client, res, alert, config.rules[0], pending)
+    config, res, alert, pending = raised(redis_client, prefix, webhook_receiver)
     # A slow batch: the sweep hands the send to a job, which delivers it first ...
     assert sweep(redis_client, res, now=time.time() + GRACE_S + 3) == 1
     run_worker(config, redis_url, burst=True)
@@ -134,11 +139,7 @@ def test_a_failed_inline_send_is_attempt_one_and_retried_by_a_job(
     redis_url: str, redis_client: redis.Redis, prefix: str, webhook_receiver: WebhookReceiver
 ) -> None:
     webhook_receiver.respond_with(503)  # then 200
-    config = hook_config(prefix, webhook_receiver)
-    res = resources.load(config)
-    alert = an_alert(config)
-    pending: list[Send] = []
-    raise_alert(redis_client, res, alert, config.rules[0], pending)
+    config, res, alert, pending = raised(redis_client, prefix, webhook_receiver)
     assert send_all(redis_client, res, pending)["handed_on"] == 1
     [failed] = attempts_of(redis_client, res.keys, alert.id, "ops")
     assert (failed.attempt, failed.status, failed.transient) == (1, 503, True)
@@ -180,11 +181,7 @@ def test_a_slow_inline_send_becomes_attempt_one_with_the_full_timeout(
 def test_inline_timeout_zero_keeps_one_delivery_job_per_send(
     redis_url: str, redis_client: redis.Redis, prefix: str, webhook_receiver: WebhookReceiver
 ) -> None:
-    config = hook_config(prefix, webhook_receiver, inline=0)
-    res = resources.load(config)
-    alert = an_alert(config)
-    pending: list[Send] = []
-    raise_alert(redis_client, res, alert, config.rules[0], pending)
+    config, res, alert, pending = raised(redis_client, prefix, webhook_receiver, inline=0)
     assert pending == []
     assert redis_client.zcard(res.keys.outbox()) == 0
     assert Job.exists(job_id(res.keys, alert.id, "ops", 1), connection=redis_client)
