@@ -9,8 +9,11 @@ import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from monitor.config_loader import parse_config
 from monitor.keys import Keys
 from workers import digest
+from workers.digest_flush import sweep
+from workers.resources import Resources
 
 
 def flush_key(keys: Keys, channel: str) -> str:
@@ -24,6 +27,18 @@ def taken(
     batch = digest.take(client, keys, channel, limit=limit, token=token)
     assert batch is not None, "the flush was stale"
     return batch
+
+
+def desk(prefix: str) -> tuple[Keys, Resources]:
+    """Keys and worker resources for a channel ``desk`` with a one-hour digest window
+    (the sweep needs neither an extractor nor an HTTP client)."""
+    keys = Keys(prefix)
+    config = parse_config(
+        f'redis: {{prefix: "{prefix}"}}\nchannels: {{desk: {{type: log, digest: 1h}}}}\n',
+        "desk.yaml",
+        {},
+    )
+    return keys, Resources(config, keys, None, None)  # type: ignore[arg-type]
 
 
 def test_add_take_done_round_trip(redis_client: redis.Redis, prefix: str) -> None:
@@ -274,17 +289,7 @@ def test_a_buffer_whose_flush_was_never_scheduled_is_swept(
     redis_client: redis.Redis, prefix: str
 ) -> None:
     """A worker died between buffering an alert and enqueueing its flush job."""
-    from monitor.config_loader import parse_config
-    from workers.digest_flush import sweep
-    from workers.resources import Resources
-
-    keys = Keys(prefix)
-    config = parse_config(
-        f'redis: {{prefix: "{prefix}"}}\nchannels: {{desk: {{type: log, digest: 1h}}}}\n',
-        "sweep.yaml",
-        {},
-    )
-    res = Resources(config, keys, None, None)  # type: ignore[arg-type]  # sweep needs neither
+    keys, res = desk(prefix)
     assert digest.add(redis_client, keys, "desk", "a1", time.time() + 3600)
     redis_client.delete(f"{keys.digest('desk')}:flush")  # the flag expired, no job ran
     assert sweep(redis_client, res) == 1
@@ -294,26 +299,10 @@ def test_a_buffer_whose_flush_was_never_scheduled_is_swept(
     assert [job.func_name for job in queue.get_jobs()] == ["workers.jobs.flush_digest"]
 
 
-def _desk(prefix: str) -> tuple[Keys, object]:
-    """Keys and worker resources for a channel ``desk`` with a one-hour digest window."""
-    from monitor.config_loader import parse_config
-    from workers.resources import Resources
-
-    keys = Keys(prefix)
-    config = parse_config(
-        f'redis: {{prefix: "{prefix}"}}\nchannels: {{desk: {{type: log, digest: 1h}}}}\n',
-        "desk.yaml",
-        {},
-    )
-    return keys, Resources(config, keys, None, None)  # type: ignore[arg-type]
-
-
 def test_a_batch_out_holds_its_flag_so_the_sweep_starts_no_second_flush(
     redis_client: redis.Redis, prefix: str
 ) -> None:
-    from workers.digest_flush import sweep
-
-    keys, res = _desk(prefix)
+    keys, res = desk(prefix)
     token = digest.add(redis_client, keys, "desk", "a1", time.time() + 1)
     flag = flush_key(keys, "desk")
     redis_client.expire(flag, 5)  # the job starts late: its flag has 5 s left
@@ -322,7 +311,7 @@ def test_a_batch_out_holds_its_flag_so_the_sweep_starts_no_second_flush(
     # Held for the job's whole time limit while it sends: a maintenance pass meanwhile
     # sees a flush in progress and schedules none (which would send a1 a second time).
     assert redis_client.ttl(flag) >= digest.FLUSH_JOB_TIMEOUT_S
-    assert sweep(redis_client, res) == 0  # type: ignore[arg-type]
+    assert sweep(redis_client, res) == 0
     assert digest.take(redis_client, keys, "desk", token="other") is None
 
 
@@ -347,12 +336,10 @@ def test_a_done_whose_ids_another_flush_sent_still_reports_what_is_left(
 def test_the_sweep_never_pulls_a_scheduled_digest_forward(
     redis_client: redis.Redis, prefix: str
 ) -> None:
-    from workers.digest_flush import sweep
-
-    keys, res = _desk(prefix)
+    keys, res = desk(prefix)
     at = time.time() + 900
     assert digest.add(redis_client, keys, "desk", "a1", at) is not None
-    assert sweep(redis_client, res) == 0  # type: ignore[arg-type]
+    assert sweep(redis_client, res) == 0
     assert digest.scheduled(redis_client, keys, "desk") == pytest.approx(at)
     # Even when it races an add between its read and its claim: the claim is if-absent.
     assert digest.schedule(redis_client, keys, "desk", time.time(), only_if_absent=True) is None
