@@ -26,6 +26,7 @@ from aiohttp import web
 
 from monitor.api_context import KEYS, REDIS
 from monitor.api_state import SCRUB, STOPPING
+from monitor.redis_text import as_text
 
 log = structlog.get_logger()
 
@@ -33,10 +34,6 @@ BLOCK_MS = 1000
 PING_S = 15.0
 RETRY_MS = 2000  # how soon a browser reconnects after the stream ends
 _ENTRY_ID = re.compile(r"\d{1,20}-\d{1,20}")
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def sse_event(entry_id: str, fields: dict[str, str], scrub: Callable[[str], str]) -> bytes:
@@ -54,7 +51,7 @@ async def alert_stream(request: web.Request) -> web.StreamResponse:
         last = resume
     else:  # the newest entry now: "$" kept across reads would drop entries in between
         newest: Any = await client.xrevrange(key, count=1)
-        last = _text(newest[0][0]) if newest else "0-0"
+        last = as_text(newest[0][0]) if newest else "0-0"
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -70,8 +67,8 @@ async def alert_stream(request: web.Request) -> web.StreamResponse:
             reply: Any = await client.xread({key: last}, count=100, block=BLOCK_MS)
             for _stream, entries in reply or ():
                 for raw_id, raw in entries:
-                    last = _text(raw_id)
-                    fields = {_text(k): _text(v) for k, v in raw.items()}
+                    last = as_text(raw_id)
+                    fields = {as_text(k): as_text(v) for k, v in raw.items()}
                     await response.write(sse_event(last, fields, app[SCRUB]))
                     sent += 1
             if time.monotonic() - pinged >= PING_S:

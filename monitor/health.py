@@ -45,6 +45,7 @@ from rq.serializers import JSONSerializer
 from monitor.config import Config, FeedConfig
 from monitor.feed_state import FeedState, HealthChange
 from monitor.keys import Keys, feed_id
+from monitor.redis_text import as_text
 
 log = structlog.get_logger()
 
@@ -200,12 +201,12 @@ def settle(
                     return None
                 if recorded_before is not None and float(at or 0) > recorded_before:
                     return None
-                previous = _text(waiting) or None
-                state = _text(current)
+                previous = as_text(waiting) or None
+                state = as_text(current)
                 payload = None
                 pipe.multi()
                 if channel is not None and is_notice(previous, state):
-                    why = reason or (_text(error) if error else None)
+                    why = reason or (as_text(error) if error else None)
                     why = why if state != "healthy" else None
                     payload = notice_payload(feed, url, state, previous, why, now)
                     enqueue_notice(connection, keys, payload, channel, pipeline=pipe)
@@ -235,7 +236,7 @@ def sweep_unannounced(
     for feed, (at, current_url) in zip(feeds, pipe.execute(), strict=True):
         if at is None or float(at) > now - grace:
             continue
-        url = _text(current_url) if current_url else feed.url
+        url = as_text(current_url) if current_url else feed.url
         payload = settle(connection, keys, feed, url, channel, now, recorded_before=now - grace)
         if payload is not None:
             sent += 1
@@ -247,10 +248,6 @@ def sweep_unannounced(
                 waited_s=round(now - float(at)),
             )
     return sent
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from monitor.keys import Keys
+from monitor.redis_text import as_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +39,7 @@ def pollers_alive(client: redis.Redis, keys: Keys) -> list[str]:
     """Names of the pollers whose heartbeat has not expired, sorted."""
     pattern = keys.poller_heartbeat("*")
     start = len(keys.poller_heartbeat(""))
-    names = (_text(key)[start:] for key in client.scan_iter(match=pattern, count=100))
+    names = (as_text(key)[start:] for key in client.scan_iter(match=pattern, count=100))
     return sorted(names)
 
 
@@ -75,7 +76,3 @@ def backlogs(client: redis.Redis, keys: Keys, now: float) -> list[Backlog]:
 def _epoch(when: datetime) -> float:
     """rq keeps naive UTC datetimes."""
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -40,6 +40,7 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegis
 from monitor.api_context import KEYS, REDIS
 from monitor.keys import Keys
 from monitor.metrics import STORED, Metric
+from monitor.redis_text import as_text
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 HEALTH_STATES = ("healthy", "degraded", "failing", "gone", "unknown")
@@ -69,10 +70,6 @@ class Snapshot:
     feeds: dict[str, int] = field(default_factory=dict)  # health → feeds
 
 
-def _text(value: bytes | str | int) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _rq_keys(name: str) -> dict[str, str]:
     """rq's keys of one queue (rq names them, under ``rq:``, whatever our prefix)."""
     return {
@@ -95,12 +92,12 @@ async def read_snapshot(client: aioredis.Redis, keys: Keys) -> Snapshot:
     pipe.eval(_FEEDS_BY_HEALTH, 1, keys.schedule(), keys.feed_by_id(""))
     replies = await pipe.execute()
     stored = {
-        metric.name: {_text(k): _text(v) for k, v in reply.items()}
+        metric.name: {as_text(k): as_text(v) for k, v in reply.items()}
         for metric, reply in zip(STORED, replies, strict=False)
     }
     sizes = iter(replies[len(STORED) : -1])
     queue_jobs = {(queue, state): int(next(sizes)) for queue in queues for state in QUEUE_STATES}
-    pairs = [_text(value) for value in replies[-1]]
+    pairs = [as_text(value) for value in replies[-1]]
     feeds = dict.fromkeys(HEALTH_STATES, 0)
     feeds |= {pairs[i]: int(pairs[i + 1]) for i in range(0, len(pairs), 2)}
     return Snapshot(stored, queue_jobs, feeds)

@@ -59,6 +59,7 @@ from typing import NamedTuple
 import redis
 
 from monitor.keys import Keys, digest
+from monitor.redis_text import as_text
 
 __all__ = [
     "FLAG_GRACE_S",
@@ -251,10 +252,6 @@ def _keys(keys: Keys, channel: str) -> list[str]:
     return [pending, f"{pending}:batch", f"{pending}:flush"]
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _token(flush_at: float) -> str:
     return f"{float(flush_at)!r}:{secrets.token_hex(8)}"
 
@@ -283,7 +280,7 @@ def add(
     args: list[str | int] = [alert_id, repr(float(flush_at)), FLAG_GRACE_S, _token(flush_at)]
     args.append("" if not_before is None else repr(float(not_before)))
     result = script(keys=_keys(keys, channel), args=args)
-    return None if result is None else _text(result)
+    return None if result is None else as_text(result)
 
 
 def schedule(
@@ -301,13 +298,13 @@ def schedule(
     args: list[str | int] = ["", repr(float(flush_at)), FLAG_GRACE_S, _token(flush_at)]
     args += ["", "1" if only_if_absent else ""]
     result = script(keys=_keys(keys, channel), args=args)
-    return None if result is None else _text(result)
+    return None if result is None else as_text(result)
 
 
 def scheduled(connection: redis.Redis, keys: Keys, channel: str) -> float | None:
     """The ``flush_at`` of the scheduled flush, or None when none is scheduled."""
     value = connection.get(_keys(keys, channel)[2])
-    return None if value is None else float(_text(value).split(":", 1)[0])
+    return None if value is None else float(as_text(value).split(":", 1)[0])
 
 
 def take(
@@ -327,7 +324,7 @@ def take(
     raw = script(keys=_keys(keys, channel), args=args)
     if raw is None:
         return None
-    ids = tuple(_text(item) for item in raw)
+    ids = tuple(as_text(item) for item in raw)
     return Batch(digest_id(channel, ids) if ids else "", ids)
 
 
@@ -349,8 +346,8 @@ def done(
     """
     script = connection.register_script(_DONE)
     left, earliest, now = script(keys=_keys(keys, channel), args=[token or "", *alert_ids])
-    first = _text(earliest)
-    return Remaining(int(left), float(first) if first else None, float(_text(now)))
+    first = as_text(earliest)
+    return Remaining(int(left), float(first) if first else None, float(as_text(now)))
 
 
 def retain(connection: redis.Redis, keys: Keys, channel: str, token: str, flush_at: float) -> bool:
