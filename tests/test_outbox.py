@@ -212,3 +212,18 @@ def test_a_batch_raises_its_alerts_together_and_a_repeated_id_once(
     again: list[Send] = []
     assert raise_alerts(redis_client, res, [(first, rule), (second, rule)], again) == [False, False]
     assert again == []
+
+
+def test_a_send_another_batch_is_making_is_left_to_it(
+    redis_client: redis.Redis, prefix: str, webhook_receiver: WebhookReceiver
+) -> None:
+    """Two items of one story in two batches at once both route the alert: the batch that
+    finds the send's lock taken neither sends it nor drops its outbox entry."""
+    _, res, alert, pending = raised(redis_client, prefix, webhook_receiver)
+    # The other batch claimed the send and is sending it now (the owner an inline send
+    # wrote before each batch had its own).
+    redis_client.set(res.keys.sending(alert.id, "ops"), f"inline-{alert.id}", ex=30)
+    assert send_all(redis_client, res, pending) == {"sent": 0, "handed_on": 0, "skipped": 1}
+    time.sleep(0.2)
+    assert webhook_receiver.received == []
+    assert redis_client.zscore(res.keys.outbox(), member(alert.id, "ops")) is not None

@@ -153,7 +153,9 @@ def _take_lock(connection: redis.Redis, lock: str, owner: str) -> bool:
     return bool(script(keys=[lock], args=[owner, JOB_TIMEOUT_S + 30]))
 
 
-_RELEASE_LOCK = """
+# Shared with the outbox's inline sends (:mod:`workers.outbox`): delete a lock only if
+# the caller still owns it.
+RELEASE_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
@@ -161,7 +163,7 @@ return 0
 
 def _release_lock(connection: redis.Redis, lock: str, owner: str) -> None:
     """Delete the lock only if it is still ours."""
-    connection.register_script(_RELEASE_LOCK)(keys=[lock], args=[owner])
+    connection.register_script(RELEASE_LOCK)(keys=[lock], args=[owner])
 
 
 def _job_id() -> str:

@@ -15,8 +15,11 @@ raising and sending: :func:`sweep`, in every worker's maintenance pass, enqueues
 first-attempt delivery job (a deterministic rq job id; skipped when that job exists).
 
 Never twice: an inline send and a delivery job take the same ``sending:`` lock, and both
-check ``delivered:`` under it (one Lua script); a crash between a send and its mark can
-repeat it, as with a job, and receivers drop the repeat by ``webhook-id`` (the alert id).
+check ``delivered:`` under it (one Lua script); each :func:`send_all` call holds the lock
+under an owner of its own, so two batches that both routed one alert (two copies of a
+story processed at once) send it once, and a send whose lock is held is left, with its
+entry, to the holder or the sweep. A crash between a send and its mark can repeat it, as
+with a job, and receivers drop the repeat by ``webhook-id`` (the alert id).
 
 Round trips: the claims of a batch's sends go in one pipeline, and the outcomes of the
 sends that went well (delivered, or found delivered) in one MULTI after the last send;
@@ -31,6 +34,7 @@ sends to jobs at once, so a receiver that is down cannot hold the batch up.
 from __future__ import annotations
 
 import math
+import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -47,7 +51,14 @@ from monitor.metrics import DELIVERIES, PUBLISH_TO_DELIVERY, MetricsBuffer
 from monitor.zset_lease import LEASE_DUE
 from workers.delivery import DeliveryError
 from workers.delivery import deliver as deliver_to_channel
-from workers.dispatch import Target, after_failure, enqueue_delivery, history, job_id
+from workers.dispatch import (
+    RELEASE_LOCK,
+    Target,
+    after_failure,
+    enqueue_delivery,
+    history,
+    job_id,
+)
 from workers.model import Alert
 from workers.resources import Resources
 
@@ -75,10 +86,6 @@ local owner = redis.call('GET', KEYS[2])
 if owner and owner ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
 return 1
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
 """
 
 
@@ -127,11 +134,15 @@ def send_all(connection: redis.Redis, res: Resources, sends: Sequence[Send]) -> 
     counts = {"sent": 0, "handed_on": 0, "skipped": 0}
     troubled: set[str] = set()  # channels slow or failing in this batch: jobs from now on
     marks = _Marks(res)
-    claims = _claim(connection, res, sends)
+    # This call's own lock owner: another batch routing the same alert at the same time
+    # (two copies of one story), or a retry of this batch while a dead run's lock lasts,
+    # finds the lock taken and leaves the send to its holder (or to the sweep).
+    owner = f"inline-{secrets.token_hex(8)}"
+    claims = _claim(connection, res, sends, owner)
     claimed_at = time.monotonic()
     try:
         for send, claimed in zip(sends, claims, strict=True):
-            lock, owner = _lock(res, send)
+            lock = res.keys.sending(send.alert.id, send.channel)
             if claimed is None:  # removed by a reload since routing: the job path buries it
                 _hand_on(connection, res, send, "channel not in the config any more")
                 counts["handed_on"] += 1
@@ -140,9 +151,12 @@ def send_all(connection: redis.Redis, res: Resources, sends: Sequence[Send]) -> 
                 # Slow sends before this one: the locks claimed together are aging. Write
                 # the outcomes so far (their locks go with them), renew this one's.
                 _patiently(partial(marks.write, connection))
-                claimed = _claim(connection, res, [send])[0]
-            if claimed != 1:  # delivered already, or a delivery job is sending it now
-                marks.skipped(send)
+                claimed = _claim(connection, res, [send], owner)[0]
+            if claimed != 1:
+                if claimed == -1:  # delivered already: its outbox entry goes
+                    marks.skipped(send)
+                # else someone holds its lock (a delivery job, another batch): the entry
+                # stays, for the holder's marks to remove or the sweep to hand on
                 counts["skipped"] += 1
                 continue
             if send.channel in troubled:
@@ -159,19 +173,16 @@ def send_all(connection: redis.Redis, res: Resources, sends: Sequence[Send]) -> 
     return counts
 
 
-def _lock(res: Resources, send: Send) -> tuple[str, str]:
-    """The ``sending:`` lock of a send and the owner an inline send writes into it."""
-    return res.keys.sending(send.alert.id, send.channel), f"inline-{send.alert.id}"
-
-
-def _claim(connection: redis.Redis, res: Resources, sends: Sequence[Send]) -> list[int | None]:
-    """Per send (one round trip): 1 the lock is ours, 0 someone sends it, -1 delivered;
-    None when its channel is gone from the config."""
+def _claim(
+    connection: redis.Redis, res: Resources, sends: Sequence[Send], owner: str
+) -> list[int | None]:
+    """Per send (one round trip): 1 the lock is ``owner``'s, 0 someone else sends it, -1
+    delivered; None when its channel is gone from the config."""
     ttl = math.ceil(res.config.delivery.inline_timeout) + LOCK_MARGIN_S
     pipe = connection.pipeline(transaction=False)
     known = [send for send in sends if send.channel in res.config.channels]
     for send in known:
-        lock, owner = _lock(res, send)
+        lock = res.keys.sending(send.alert.id, send.channel)
         pipe.eval(_CLAIM, 2, res.keys.delivered(send.alert.id, send.channel), lock, owner, ttl)
     replies = iter(pipe.execute() if known else [])
     return [int(next(replies)) if s.channel in res.config.channels else None for s in sends]
@@ -206,7 +217,7 @@ class _Marks:
             if alert.item.published is not None:
                 metrics.observe(PUBLISH_TO_DELIVERY, at - alert.item.published.timestamp(), name)
             pipe.set(keys.delivered(alert.id, name), str(at), ex=ttl)
-            pipe.eval(_RELEASE, 1, lock, owner)
+            pipe.eval(RELEASE_LOCK, 1, lock, owner)
             history(pipe, res, "delivered", alert.id, channel=name, attempt=1)
             pipe.zrem(keys.outbox(), member(alert.id, name))
         for send in self.skipped_:
@@ -272,7 +283,7 @@ def _hand_on(
 ) -> None:
     """The first attempt becomes a delivery job, at once and with the full timeout."""
     if lock is not None:
-        connection.eval(_RELEASE, 1, lock, owner)
+        connection.eval(RELEASE_LOCK, 1, lock, owner)
     _enqueue_first(connection, res.keys, send.alert.id, send.channel)
     connection.zrem(res.keys.outbox(), member(send.alert.id, send.channel))
     log.info("alert_handed_to_job", alert_id=send.alert.id, channel=send.channel, reason=why)
@@ -288,7 +299,7 @@ def _failed(
 ) -> None:
     """Attempt 1 failed: retried by a job on the channel's policy, or a dead letter."""
     alert, name = send.alert, send.channel
-    connection.eval(_RELEASE, 1, lock, owner)
+    connection.eval(RELEASE_LOCK, 1, lock, owner)
 
     def retry(next_attempt: int, delay: float) -> None:
         enqueue_delivery(connection, res.keys, alert.id, name, attempt=next_attempt, delay_s=delay)
