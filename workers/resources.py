@@ -80,9 +80,9 @@ def _extractor(
 
 
 def http_client() -> httpx.Client:
-    """The process's webhook client, made on first use and closed at exit. It lives
-    outside :class:`Resources` so that resources dropped (a reload, a test) never leave
-    kept-alive sockets to the garbage collector."""
+    """The process's webhook client, made on first use and closed at exit. It is owned
+    here, and :attr:`Resources.http` only refers to it, so that resources dropped (a
+    reload, a test) never leave kept-alive sockets to the garbage collector."""
     global _http
     if _http is None:
         _http = _http_client()
