@@ -16,7 +16,6 @@ at worst, and the workers deduplicate.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 import time
@@ -26,7 +25,6 @@ from typing import TYPE_CHECKING
 import structlog
 
 from monitor.config import FeedConfig
-from monitor.enqueue import enqueue_batches, items_queue
 from monitor.entry_scan import scan_entries
 from monitor.fetch import FetchResult
 from monitor.normalise import item_key
@@ -147,15 +145,10 @@ async def hand_over(
         elif old is not None and old.text and old.text != text:
             edited.append(item)
             log.info("item_updated", feed=feed.display_name, item=item.key, title=item.title)
-    jobs = await asyncio.get_running_loop().run_in_executor(
-        ctx.enqueuer,  # None: the loop's default executor
-        functools.partial(
-            enqueue_batches,
-            items_queue(ctx.rq_client, ctx.keys),
-            fresh + edited,
-            batch_size=ctx.config.poller.batch_size,
-            job_timeout=ctx.config.workers.job_timeout,
-        ),
+    jobs = await ctx.enqueuer.enqueue(
+        fresh + edited,
+        batch_size=ctx.config.poller.batch_size,
+        job_timeout=ctx.config.workers.job_timeout,
     )
     await mark_seen(
         ctx.client,

@@ -39,7 +39,6 @@ import contextlib
 import functools
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +50,7 @@ import structlog
 from monitor import health as health_rules
 from monitor import schedule
 from monitor.config import Config, FeedConfig
+from monitor.enqueue_loop import LoopEnqueuer
 from monitor.feed_items import SeenStates, hand_over, parse_body, parse_changed
 from monitor.feed_state import (
     FeedState,
@@ -110,6 +110,7 @@ class PollContext:
     session: aiohttp.ClientSession
     client: aioredis.Redis
     rq_client: redis.Redis
+    enqueuer: LoopEnqueuer  # new items → rq jobs, on this loop (monitor.enqueue_loop)
     parser: ParsePool
     slots: asyncio.Semaphore
     hosts: HostLimiter
@@ -117,10 +118,6 @@ class PollContext:
     base_dir: Path | None
     rand: Callable[[], float]
     websub: Subscriber | None = None  # set when poller.websub.callback_url is
-    # Hand-overs to rq (blocking) run here: a thread per poll in flight, not the loop's
-    # default executor (a handful of threads), so that while rq groups concurrent
-    # hand-overs into one commit (monitor.enqueue) every waiting poll can join it.
-    enqueuer: ThreadPoolExecutor | None = None
     stats: PollStats = field(default_factory=PollStats)
     metrics: PeriodicBuffer = field(default_factory=PeriodicBuffer)
 

@@ -56,7 +56,6 @@ import random
 import socket
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 
@@ -66,6 +65,8 @@ import redis.asyncio as aioredis
 import structlog
 
 from monitor.config import Config, FeedConfig
+from monitor.enqueue import items_queue
+from monitor.enqueue_loop import LoopEnqueuer
 from monitor.feed_poll import Fields, PollContext, PollOutcome, flush_metrics, poll_feed
 from monitor.feed_state import HealthChange
 from monitor.fetch import FetchLimits
@@ -174,13 +175,15 @@ class Poller:
             subscriber = Subscriber(
                 client, self._keys, session, settings.websub, timeout=settings.total_timeout
             )
+        rq_client = redis.Redis.from_url(self.redis_url)  # rq needs raw bytes
         self._ctx = PollContext(
             config=self.config,
             keys=self._keys,
             name=self.name,
             session=session,
             client=client,
-            rq_client=redis.Redis.from_url(self.redis_url),  # rq needs raw bytes
+            rq_client=rq_client,
+            enqueuer=LoopEnqueuer(client, items_queue(rq_client, self._keys), self._keys),
             parser=ParsePool(_parse_processes()),
             slots=asyncio.Semaphore(settings.concurrency),
             hosts=HostLimiter(settings.per_host_concurrency),
@@ -188,7 +191,6 @@ class Poller:
             base_dir=self._base_dir,
             rand=self._rand,
             websub=subscriber,
-            enqueuer=ThreadPoolExecutor(settings.concurrency, thread_name_prefix="enqueue"),
         )
         if subscriber is not None:
             # WebSub: hubs verify and push here; its request loop runs with it.
@@ -210,8 +212,7 @@ class Poller:
             return
         await ctx.session.close()
         await ctx.parser.close()
-        if ctx.enqueuer is not None:
-            await asyncio.to_thread(ctx.enqueuer.shutdown, wait=True)
+        await ctx.enqueuer.close()
         ctx.rq_client.close()
         await ctx.client.aclose()
 

@@ -1,18 +1,26 @@
-"""Hand-overs to the workers (monitor/enqueue.py): concurrent polls share jobs when the
-workers are behind, every call still returns only once its items are in Redis."""
+"""Hand-overs to the workers: one transaction per call (monitor/enqueue.py); on the
+poller's loop, concurrent polls share jobs and every call still returns only once its
+items are in Redis (monitor/enqueue_loop.py)."""
 
 from __future__ import annotations
 
-import threading
+import asyncio
 
 import pytest
 import redis
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from monitor import enqueue_loop
 from monitor.enqueue import enqueue_batches, items_queue
+from monitor.enqueue_loop import LoopEnqueuer
 from monitor.items import Item, items_from_payload
 from monitor.keys import Keys
+from monitor.metrics import ITEMS_ENQUEUED, label_field
 
 
 def feed_items(feed: int, count: int) -> list[Item]:
@@ -38,72 +46,149 @@ def items_of(redis_client: redis.Redis, prefix: str, job_ids: list[str]) -> set[
     return keys
 
 
-def test_with_an_empty_queue_each_hand_over_is_its_own_job(
-    redis_client: redis.Redis, prefix: str
-) -> None:
+def test_a_call_is_one_transaction_of_jobs(redis_client: redis.Redis, prefix: str) -> None:
     queue = items_queue(redis_client, Keys(prefix))
-    first = enqueue_batches(queue, feed_items(1, 2), batch_size=100, job_timeout=60)
-    assert len(first) == 1 and queue.count == 1
+    ids = enqueue_batches(queue, feed_items(1, 5), batch_size=2, job_timeout=60)
+    assert len(ids) == 3 and queue.count == 3
+    assert items_of(redis_client, prefix, ids) == {item.key for item in feed_items(1, 5)}
     assert enqueue_batches(queue, [], batch_size=100, job_timeout=60) == []
 
 
-def test_concurrent_hand_overs_share_jobs_when_the_workers_are_behind(
-    redis_client: redis.Redis, prefix: str
-) -> None:
-    queue = items_queue(redis_client, Keys(prefix))
-    enqueue_batches(queue, feed_items(0, 1), batch_size=100, job_timeout=60)  # a backlog
-    polls = 6
-    results: dict[int, list[str]] = {}
-    barrier = threading.Barrier(polls)
-
-    def poll(feed: int) -> None:
-        own = items_queue(redis_client, Keys(prefix))  # a queue object per call, as polls do
-        barrier.wait()
-        results[feed] = enqueue_batches(own, feed_items(feed, 3), batch_size=10, job_timeout=60)
-
-    threads = [threading.Thread(target=poll, args=(feed,)) for feed in range(1, polls + 1)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
-    assert len(results) == polls
-    # 18 items in fewer jobs than polls (the exact grouping depends on thread timing).
-    assert queue.count - 1 < polls
-    for feed, job_ids in results.items():
-        assert {item.key for item in feed_items(feed, 3)} <= items_of(redis_client, prefix, job_ids)
-    every = {item.key for job in queue.get_jobs()[1:] for item in items_from_payload(job.args[0])}
-    assert len(every) == 3 * polls
-    assert all(len(job.args[0]["items"]) <= 10 for job in queue.get_jobs())
-
-
-def test_hand_overs_during_a_commit_share_the_next_one_with_an_empty_queue(
-    redis_client: redis.Redis, prefix: str
-) -> None:
-    """Group commit: no backlog, so no wait; those arriving while a commit is in flight
-    go together in the next one."""
-    queue = items_queue(redis_client, Keys(prefix))
-    polls = 6
-    results: dict[int, list[str]] = {}
-    barrier = threading.Barrier(polls)
-
-    def poll(feed: int) -> None:
-        own = items_queue(redis_client, Keys(prefix))
-        barrier.wait()
-        results[feed] = enqueue_batches(own, feed_items(feed, 2), batch_size=100, job_timeout=60)
-
-    threads = [threading.Thread(target=poll, args=(feed,)) for feed in range(polls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
-    assert len(results) == polls
-    assert queue.count < polls  # without group commits: one job per poll
-    for feed, job_ids in results.items():
-        assert {item.key for item in feed_items(feed, 2)} <= items_of(redis_client, prefix, job_ids)
-
-
 def test_a_failed_commit_fails_the_call(prefix: str) -> None:
-    broken = redis.Redis(unix_socket_path="/nonexistent/redis.sock")
+    broken = redis.Redis(unix_socket_path="/nonexistent/redis.sock", retry=Retry(NoBackoff(), 0))
     queue = items_queue(broken, Keys(prefix))
     with pytest.raises(redis.ConnectionError):
         enqueue_batches(queue, feed_items(1, 2), batch_size=100, job_timeout=60)
+
+
+async def _hand_over(
+    redis_url: str, prefix: str, polls: dict[int, int], *, batch_size: int = 100
+) -> dict[int, list[str]]:
+    """Each poll (feed → item count) hands over at the same moment, as the loop runs them."""
+    client = aioredis.Redis.from_url(redis_url)
+    sync = redis.Redis.from_url(redis_url)
+    enqueuer = LoopEnqueuer(client, items_queue(sync, Keys(prefix)), Keys(prefix))
+    try:
+        calls = [
+            enqueuer.enqueue(feed_items(feed, count), batch_size=batch_size, job_timeout=60)
+            for feed, count in polls.items()
+        ]
+        return dict(zip(polls, await asyncio.gather(*calls), strict=True))
+    finally:
+        await enqueuer.close()
+        sync.close()
+        await client.aclose()
+
+
+def test_a_lone_hand_over_is_its_own_job(
+    redis_url: str, redis_client: redis.Redis, prefix: str
+) -> None:
+    ids = asyncio.run(_hand_over(redis_url, prefix, {1: 2}))
+    queue = items_queue(redis_client, Keys(prefix))
+    assert len(ids[1]) == 1 and queue.count == 1
+    (job,) = queue.get_jobs()
+    assert job.func_name == "workers.jobs.process_batch"
+    counted = Keys(prefix).metric(ITEMS_ENQUEUED.name)
+    assert redis_client.hget(counted, label_field(())) == b"2"  # in the same MULTI
+
+
+def test_hand_overs_of_one_moment_share_jobs(
+    redis_url: str, redis_client: redis.Redis, prefix: str
+) -> None:
+    """No backlog, so no wait: calls made before the commit starts go in it together,
+    their items cut into jobs of ``batch_size``."""
+    polls = {feed: 3 for feed in range(6)}
+    ids = asyncio.run(_hand_over(redis_url, prefix, polls, batch_size=10))
+    queue = items_queue(redis_client, Keys(prefix))
+    assert queue.count == 2  # 18 items in jobs of 10, not one job per poll
+    for feed, job_ids in ids.items():
+        assert {item.key for item in feed_items(feed, 3)} <= items_of(redis_client, prefix, job_ids)
+    assert all(len(job.args[0]["items"]) <= 10 for job in queue.get_jobs())
+
+
+def test_with_the_workers_behind_a_group_waits_for_more(
+    redis_url: str, redis_client: redis.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first commit finds jobs waiting (its RPUSH says so): the next group waits
+    COALESCE_S, so hand-overs that come during the wait join it."""
+    monkeypatch.setattr(enqueue_loop, "COALESCE_S", 0.2)
+    queue = items_queue(redis_client, Keys(prefix))
+    enqueue_batches(queue, feed_items(0, 1), batch_size=100, job_timeout=60)  # a backlog
+
+    async def run() -> dict[int, list[str]]:
+        client = aioredis.Redis.from_url(redis_url)
+        sync = redis.Redis.from_url(redis_url)
+        enqueuer = LoopEnqueuer(client, items_queue(sync, Keys(prefix)), Keys(prefix))
+        try:
+            first = await enqueuer.enqueue(feed_items(1, 1), batch_size=100, job_timeout=60)
+            later = []
+            for feed in (2, 3, 4):  # 50 ms apart: without the wait, three commits
+                later.append(
+                    asyncio.create_task(
+                        enqueuer.enqueue(feed_items(feed, 1), batch_size=100, job_timeout=60)
+                    )
+                )
+                await asyncio.sleep(0.05)
+            return {1: first} | dict(zip((2, 3, 4), await asyncio.gather(*later), strict=True))
+        finally:
+            await enqueuer.close()
+            sync.close()
+            await client.aclose()
+
+    ids = asyncio.run(run())
+    assert ids[2] == ids[3] == ids[4] and ids[1] != ids[2]
+    assert queue.count == 3  # the backlog, the first hand-over, the three together
+
+
+def test_a_failed_commit_fails_every_call_of_its_group(prefix: str) -> None:
+    async def run() -> list[BaseException | list[str]]:
+        client = aioredis.Redis(
+            unix_socket_path="/nonexistent/redis.sock", retry=AsyncRetry(NoBackoff(), 0)
+        )
+        sync = redis.Redis(unix_socket_path="/nonexistent/redis.sock", retry=Retry(NoBackoff(), 0))
+        enqueuer = LoopEnqueuer(client, items_queue(sync, Keys(prefix)), Keys(prefix))
+        calls = [
+            enqueuer.enqueue(feed_items(feed, 1), batch_size=100, job_timeout=60)
+            for feed in range(3)
+        ]
+        try:
+            return await asyncio.gather(*calls, return_exceptions=True)
+        finally:
+            await enqueuer.close()
+            await client.aclose()
+
+    results = asyncio.run(run())
+    assert all(isinstance(result, redis.ConnectionError) for result in results)
+
+
+def test_a_cancelled_caller_leaves_the_others_commit_alone(
+    redis_url: str, redis_client: redis.Redis, prefix: str
+) -> None:
+    """A poll cut off at its deadline while its hand-over waits does not cancel the
+    commit that holds the other polls' items."""
+
+    async def run() -> list[str]:
+        client = aioredis.Redis.from_url(redis_url)
+        sync = redis.Redis.from_url(redis_url)
+        enqueuer = LoopEnqueuer(client, items_queue(sync, Keys(prefix)), Keys(prefix))
+        try:
+            first = asyncio.create_task(
+                enqueuer.enqueue(feed_items(1, 1), batch_size=100, job_timeout=60)
+            )
+            cut_off = asyncio.create_task(
+                enqueuer.enqueue(feed_items(2, 1), batch_size=100, job_timeout=60)
+            )
+            other = asyncio.create_task(
+                enqueuer.enqueue(feed_items(3, 1), batch_size=100, job_timeout=60)
+            )
+            await asyncio.sleep(0)
+            cut_off.cancel()
+            await first
+            return await other
+        finally:
+            await enqueuer.close()
+            sync.close()
+            await client.aclose()
+
+    ids = asyncio.run(run())
+    assert "f3#0" in items_of(redis_client, prefix, ids)
