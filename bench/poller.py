@@ -14,7 +14,9 @@ What runs, each in its own process:
   no AOF) in a temporary folder — never the Redis on 6379;
 - the **naive loop** many scripts use: ``feedparser.parse(url, etag=…, modified=…)`` over
   the feeds, one after the other (feedparser fetches itself). It is slow, so it runs
-  on a sample of the feeds (``--naive-sample``, 500 by default) and the output says so;
+  on ``--naive-sample`` feeds (500 by default; the output says so) of the same shapes,
+  served by the same farm after the poller's (numbers N…N+sample−1), so that one
+  side's rounds never change the other's feeds;
 - one **wirewatch poller** (:class:`monitor.poller.Poller`, driven by ``Poller.run``)
   with its schedule and state in the private Redis; new items go to rq as in production
   (no workers run; the jobs stay queued). It logs JSON lines (``logging.level`` info) to a
@@ -25,7 +27,10 @@ made due at one instant ``T`` in the shared schedule (``ZADD``; the poller notic
 through its own claim loop); the round ends when no feed is due and no lease is held,
 i.e. every feed was claimed, polled and rescheduled. Rounds: a first poll (every body is
 new and parsed), then ``--rounds`` times a 304 round (nothing changed) and a 5 % round
-(``--changed``). Polls/s is feeds / wall time; CPU is the poller process plus its
+(``--changed``). The two sides take turns round by round — who goes first alternates —
+so that both meet the (shared, noisy) machine as it is at that moment: a ratio from
+sides run minutes apart moved between 2× and 4× with the machine's speed. Polls/s is
+feeds / wall time; CPU is the poller process plus its
 children (the parse process), sampled with psutil at ``T`` and at the end. Peak memory
 is the kernel's high-water mark (``VmHWM``) of the poller process and of its parse
 process.
@@ -138,17 +143,21 @@ def _fraction(kind: str, changed: float) -> float:
 
 
 def _naive_child(base: str, plan: Plan, conn: Connection) -> None:
+    """Runs one naive round per ``(kind, index)`` received, answers with its
+    :class:`Round`; on ``None``, answers with its peak RSS (MB) and ends."""
     import feedparser  # here: the naive process pays its own import
 
     validators: dict[int, tuple[str | None, str | None]] = {}
-    results: list[Round] = []
-    for index, kind in enumerate(_plan(plan.rounds)):
-        changed = _advance(base, _fraction(kind, plan.changed), 0, plan.sample, 1000 + index)
+    feeds = range(plan.feeds, plan.feeds + plan.sample)  # its own feeds (module docstring)
+    while (command := conn.recv()) is not None:
+        kind, index = command
+        fraction = _fraction(kind, plan.changed)
+        changed = _advance(base, fraction, plan.feeds, plan.sample, 1000 + index)
         statuses: Counter[str] = Counter()
         parsed = entries = failed = 0
         before = resource.getrusage(resource.RUSAGE_SELF)
         started = time.perf_counter()
-        for n in range(plan.sample):
+        for n in feeds:
             etag, modified = validators.get(n, (None, None))
             result = feedparser.parse(f"{base}/feeds/{n}.xml", etag=etag, modified=modified)
             status = result.get("status")
@@ -162,25 +171,37 @@ def _naive_child(base: str, plan: Plan, conn: Connection) -> None:
         seconds = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_SELF)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        results.append(
+        conn.send(
             Round(kind, plan.sample, seconds, cpu, changed, dict(statuses), parsed, entries, failed)
         )
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    conn.send((results, peak_kb / 1024))
+    conn.send(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     conn.close()
 
 
-def run_naive(base: str, plan: Plan) -> tuple[list[Round], float]:
-    context = multiprocessing.get_context("spawn")
-    parent, child = context.Pipe(duplex=False)
-    process = context.Process(target=_naive_child, args=(base, plan, child), name="naive")
-    process.start()
-    child.close()
-    try:
-        results: tuple[list[Round], float] = parent.recv()
-    finally:
-        process.join(30)
-    return results
+class NaiveProcess:
+    """The naive loop in its own process, one round at a time (interleaved with the
+    poller's rounds, so that both see the machine as it is at that moment)."""
+
+    def __init__(self, base: str, plan: Plan) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_naive_child, args=(base, plan, child), name="naive")
+        self._process.start()
+        child.close()
+
+    def round(self, kind: str, index: int) -> Round:
+        self._conn.send((kind, index))
+        result: Round = self._conn.recv()
+        return result
+
+    def stop(self) -> float:
+        """Ends the process; returns its peak RSS in MB."""
+        try:
+            self._conn.send(None)
+            peak: float = self._conn.recv()
+            return peak
+        finally:
+            self._process.join(30)
 
 
 # ---------------------------------------------------------------------------------------
@@ -465,8 +486,8 @@ def report(
     summary: dict[str, Any] = {}
     add("")
     add(
-        f"summary (median of {plan.rounds} round(s); naive on a sample of {plan.sample} "
-        f"feeds — the naive loop over {plan.feeds:,} would take too long):"
+        f"summary (median of {plan.rounds} round(s), the two sides interleaved; the naive "
+        f"loop on {plan.sample:,} feeds of its own — over {plan.feeds:,} it would take too long):"
     )
     add(f"  {'':<32} {'naive':>12} {'wirewatch':>12} {'ratio':>8}")
     for kind, label in (
@@ -570,25 +591,36 @@ def main(argv: list[str] | None = None) -> int:
     print(f"naive: sequential feedparser.parse(url, etag=, modified=) on {plan.sample} feeds")
     folder = Path(tempfile.mkdtemp(prefix="wirewatch-bench-"))
     server = RedisServer(folder / "redis", appendonly=False).start()
-    farm, base = start_farm(feeds)
+    farm, base = start_farm(feeds + plan.sample)  # the naive loop's own feeds at the end
     poller: PollerProcess | None = None
+    naive_process: NaiveProcess | None = None
     try:
-        print("naive loop …", flush=True)
-        naive, naive_rss = run_naive(base, plan)
+        naive_process = NaiveProcess(base, plan)
         poller = PollerProcess(base, plan, server, folder)
         poller.start()
-        print(f"wirewatch poller (pid {poller.pid}) …", flush=True)
+        print(f"wirewatch poller (pid {poller.pid}); rounds interleaved with the naive loop's")
+        naive: list[Round] = []
         wire: list[Round] = []
         for index, kind in enumerate(_plan(plan.rounds)):
-            result = poller.round(kind, 2000 + index, farm.pid or 0)
-            print(f"  {kind}: {result.rate:,.0f} polls/s", flush=True)
-            wire.append(result)
+            # Alternate who goes first, so a drift of the machine's speed favours neither.
+            for who in ("naive", "wirewatch") if index % 2 == 0 else ("wirewatch", "naive"):
+                if who == "naive":
+                    result = naive_process.round(kind, index)
+                    naive.append(result)
+                else:
+                    result = poller.round(kind, 2000 + index, farm.pid or 0)
+                    wire.append(result)
+                print(f"  {who:9} {kind:7}: {result.rate:,.0f} polls/s", flush=True)
+        naive_rss = naive_process.stop()
+        naive_process = None
         rss = poller.peak_rss_mb()
         text, summary = report(plan, naive, naive_rss, wire, rss)
         print(text, flush=True)
         if args.json:
             args.json.write_text(json.dumps({"plan": plan.__dict__, "summary": summary}, indent=2))
     finally:
+        if naive_process is not None:
+            naive_process.stop()
         if poller is not None:
             poller.stop()
         farm.kill()
