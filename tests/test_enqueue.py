@@ -5,6 +5,7 @@ items are in Redis (monitor/enqueue_loop.py)."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 import redis
@@ -14,6 +15,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from rq import Queue
 from rq.serializers import JSONSerializer
+from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from monitor import enqueue_loop
 from monitor.enqueue import enqueue_batches, items_queue
@@ -106,14 +108,25 @@ def test_hand_overs_of_one_moment_share_jobs(
     assert all(len(job.args[0]["items"]) <= 10 for job in queue.get_jobs())
 
 
+@pytest.mark.parametrize("behind", ["a backlog", "every worker busy"])
 def test_with_the_workers_behind_a_group_waits_for_more(
-    redis_url: str, redis_client: redis.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+    redis_url: str,
+    redis_client: redis.Redis,
+    prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    behind: str,
 ) -> None:
-    """The first commit finds jobs waiting (its RPUSH says so): the next group waits
+    """The first commit learns that the workers are behind (its RPUSH finds jobs waiting,
+    or rq's registries say every worker of the queue is busy): the next group waits
     COALESCE_S, so hand-overs that come during the wait join it."""
     monkeypatch.setattr(enqueue_loop, "COALESCE_S", 0.2)
     queue = items_queue(redis_client, Keys(prefix))
-    enqueue_batches(queue, feed_items(0, 1), batch_size=100, job_timeout=60)  # a backlog
+    if behind == "a backlog":
+        enqueue_batches(queue, feed_items(0, 1), batch_size=100, job_timeout=60)
+    else:  # one worker registered for the queue, working on a job or not
+        redis_client.sadd(WORKERS_BY_QUEUE_KEY % queue.name, "rq:worker:w1")
+        if behind == "every worker busy":
+            redis_client.zadd(queue.started_job_registry.key, {"job-1:exec-1": time.time()})
 
     async def run() -> dict[int, list[str]]:
         client = aioredis.Redis.from_url(redis_url)
@@ -137,7 +150,32 @@ def test_with_the_workers_behind_a_group_waits_for_more(
 
     ids = asyncio.run(run())
     assert ids[2] == ids[3] == ids[4] and ids[1] != ids[2]
-    assert queue.count == 3  # the backlog, the first hand-over, the three together
+    assert len({job_id for job_ids in ids.values() for job_id in job_ids}) == 2
+
+
+def test_with_a_worker_idle_and_no_backlog_nothing_waits(
+    redis_url: str, redis_client: redis.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(enqueue_loop, "COALESCE_S", 5.0)
+    queue = items_queue(redis_client, Keys(prefix))
+    redis_client.sadd(WORKERS_BY_QUEUE_KEY % queue.name, "rq:worker:w1")
+
+    async def run() -> float:
+        client = aioredis.Redis.from_url(redis_url)
+        sync = redis.Redis.from_url(redis_url)
+        enqueuer = LoopEnqueuer(client, items_queue(sync, Keys(prefix)), Keys(prefix))
+        try:
+            await enqueuer.enqueue(feed_items(1, 1), batch_size=100, job_timeout=60)
+            await client.lpop(queue.key)  # the worker took it
+            started = time.monotonic()
+            await enqueuer.enqueue(feed_items(2, 1), batch_size=100, job_timeout=60)
+            return time.monotonic() - started
+        finally:
+            await enqueuer.close()
+            sync.close()
+            await client.aclose()
+
+    assert asyncio.run(run()) < 1.0
 
 
 def test_a_failed_commit_fails_every_call_of_its_group(prefix: str) -> None:
