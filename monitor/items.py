@@ -7,7 +7,7 @@ entities, rules, alerts — reads items only through this type.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,10 +36,20 @@ class Item:
     language: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["published"] = self.published.isoformat() if self.published else None
-        data["tags"] = list(self.tags)
-        return data
+        # Field by field, not dataclasses.asdict: that deep-copies every value and cost
+        # ~0.1 ms an item on the poller's event loop (every new item passes here).
+        return {
+            "key": self.key,
+            "feed_url": self.feed_url,
+            "feed_name": self.feed_name,
+            "url": self.url,
+            "title": self.title,
+            "summary": self.summary,
+            "guid": self.guid,
+            "published": self.published.isoformat() if self.published else None,
+            "tags": list(self.tags),
+            "language": self.language,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Item:
