@@ -140,7 +140,8 @@ def test_markup_becomes_text_without_feedparsers_sanitizer() -> None:
     text must still drop script and style with their content, and keep the words."""
     body = b"""<rss version="2.0"><channel><title>w</title><item><guid>s1</guid>
     <title>Vote &lt;b&gt;counted&lt;/b&gt;</title>
-    <description>&lt;script&gt;alert(1)&lt;/script&gt;&lt;style&gt;p {color: red}&lt;/style&gt;&lt;p onclick="x()"&gt;Polls
+    <description>&lt;script&gt;alert(1)&lt;/script&gt;
+    &lt;style&gt;p {color: red}&lt;/style&gt;&lt;p onclick="x()"&gt;Polls
     &lt;b&gt;closed&lt;/b&gt;&lt;/p&gt;&lt;iframe src="https://evil.example"&gt;&lt;/iframe&gt;
     &lt;section&gt;Results at 9&lt;/section&gt;</description></item></channel></rss>"""
     (item,) = parse(body).items
