@@ -8,8 +8,12 @@ is in the outbox) whose batch never gets to send it, as when the worker dies the
 from __future__ import annotations
 
 import time
+from collections import Counter
+from typing import cast
 
+import pytest
 import redis
+import structlog
 from receivers import Reply, SmtpSink, WebhookReceiver
 from rq.job import Job
 from test_pipeline import FAST, enqueue, make_config, seed_items
@@ -20,7 +24,8 @@ from monitor.items import Item
 from monitor.keys import Keys
 from workers import resources
 from workers.alerts import alert_id, raise_alert, raise_alerts
-from workers.deadletter import attempts_of
+from workers.deadletter import attempts_of, dead_letters
+from workers.delivery import deliver as deliver_to_channel
 from workers.dispatch import job_id
 from workers.model import Alert
 from workers.outbox import GRACE_S, Send, member, send_all, sweep
@@ -42,6 +47,25 @@ rules:
     return parse_config(text, "test.yaml", {})
 
 
+def hooks_config(prefix: str, receiver: WebhookReceiver, channels: list[str]) -> Config:
+    """Webhook channels named ``channels``, all to ``receiver`` (each at a path of its
+    name: ``/ops``, ``/desk``), and the rule routing to each of them, in that order."""
+    hooks = "".join(
+        f'  {name}: {{type: webhook, url: "{receiver.url.removesuffix("/hook")}/{name}", '
+        f'secret: "{receiver.secret}", timeout: 5}}\n'
+        for name in channels
+    )
+    text = f"""
+redis: {{prefix: "{prefix}"}}
+workers: {{ner: {{enabled: false}}}}
+delivery: {{retry: {FAST}, inline_timeout: 2}}
+channels:
+{hooks}rules:
+  - {{id: r1, query: 'China AND Russia', channels: [{", ".join(channels)}]}}
+"""
+    return parse_config(text, "test.yaml", {})
+
+
 def an_alert(config: Config, n: int = 1) -> Alert:
     item = Item(
         key=f"feed#{n}",
@@ -52,6 +76,12 @@ def an_alert(config: Config, n: int = 1) -> Alert:
     )
     rule = config.rules[0]
     return Alert(alert_id(rule.id, f"story-{n}"), rule.id, rule.query, item, story_id=f"story-{n}")
+
+
+def history_of(client: redis.Redis, keys: Keys) -> list[dict[bytes, bytes]]:
+    """The alert history stream's entries, oldest first (fields and values as bytes)."""
+    entries = cast(list[tuple[bytes, dict[bytes, bytes]]], client.xrange(keys.alert_history()))
+    return [fields for _, fields in entries]
 
 
 def raised(
@@ -87,7 +117,7 @@ def test_the_batch_delivers_itself_and_enqueues_no_delivery_job(
         assert redis_client.exists(keys.delivered(hook.id, channel))
         assert not Job.exists(job_id(keys, hook.id, channel, 1), connection=redis_client)
     assert redis_client.zcard(keys.outbox()) == 0
-    events = [e for _, e in redis_client.xrange(keys.alert_history())]
+    events = history_of(redis_client, keys)
     delivered = [e for e in events if e[b"event"] == b"delivered"]
     assert {e[b"channel"] for e in delivered} == {b"ops", b"desk", b"console"}
 
@@ -227,3 +257,137 @@ def test_a_send_another_batch_is_making_is_left_to_it(
     time.sleep(0.2)
     assert webhook_receiver.received == []
     assert redis_client.zscore(res.keys.outbox(), member(alert.id, "ops")) is not None
+
+
+def test_a_send_to_a_channel_a_reload_removed_is_buried_by_its_job_and_the_others_go_out(
+    redis_url: str, redis_client: redis.Redis, prefix: str, webhook_receiver: WebhookReceiver
+) -> None:
+    """Routed under the old config, sent under the new one (the worker reloaded between
+    the batch's routing and its sends): the send to the channel that is gone cannot be
+    made, so it is handed to its delivery job, which makes it a dead letter (nothing
+    dropped silently, nor left for the sweep); the batch's other sends go out."""
+    before = hooks_config(prefix, webhook_receiver, ["desk", "ops"])
+    res = resources.load(before)
+    alert = an_alert(before)
+    pending: list[Send] = []
+    assert raise_alert(redis_client, res, alert, before.rules[0], pending)
+    assert pending == [Send(alert, "desk"), Send(alert, "ops")]  # the gone one first
+
+    after = hooks_config(prefix, webhook_receiver, ["ops"])
+    reloaded = resources.load(after, previous=res)
+    with structlog.testing.capture_logs() as logs:
+        counts = send_all(redis_client, reloaded, pending)
+    assert counts == {"sent": 1, "handed_on": 1, "skipped": 0}
+    [hook] = webhook_receiver.wait_for(1)
+    assert (hook.id, hook.path, hook.verified) == (alert.id, "/ops", True)
+    assert redis_client.exists(res.keys.delivered(alert.id, "ops"))
+    [handed] = [e for e in logs if e["event"] == "alert_handed_to_job"]
+    assert (handed["channel"], handed["reason"]) == ("desk", "channel not in the config any more")
+    assert Job.exists(job_id(res.keys, alert.id, "desk", 1), connection=redis_client)
+    assert redis_client.zcard(res.keys.outbox()) == 0
+    assert not redis_client.exists(res.keys.sending(alert.id, "desk"))
+
+    run_worker(after, redis_url, burst=True)
+    [letter] = dead_letters(redis_client, res.keys)
+    assert (letter.target, letter.channel) == (alert.id, "desk")
+    assert "not in the config any more" in letter.reason
+    events = history_of(redis_client, res.keys)
+    assert [(e[b"event"], e[b"channel"]) for e in events if b"channel" in e] == [
+        (b"delivered", b"ops"),
+        (b"dead", b"desk"),
+    ]
+    assert not redis_client.exists(res.keys.delivered(alert.id, "desk"))
+    time.sleep(0.2)
+    assert len(webhook_receiver.received) == 1  # nothing sent to the gone channel's URL
+
+
+def test_a_bug_in_an_inline_send_hands_it_to_a_job_and_the_batch_sends_the_rest_once(
+    redis_url: str,
+    redis_client: redis.Redis,
+    prefix: str,
+    webhook_receiver: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An exception that is no delivery error (a bug in a channel's code) in the first
+    send: logged, its lock released, its entry handed to the first attempt's job (rq's
+    own retries and dead letter are the net for a bug: no attempt of the channel's
+    policy is used up); that channel's later sends go to jobs too, the other channel's
+    are made inline, and each alert reaches each channel exactly once."""
+    config = hooks_config(prefix, webhook_receiver, ["ops", "desk"])
+    res = resources.load(config)
+    rule = config.rules[0]
+    first, second = an_alert(config, 1), an_alert(config, 2)
+    pending: list[Send] = []
+    raise_alerts(redis_client, res, [(first, rule), (second, rule)], pending)
+    assert pending == [
+        Send(first, "ops"),
+        Send(first, "desk"),
+        Send(second, "ops"),
+        Send(second, "desk"),
+    ]
+
+    tried: list[tuple[str, str]] = []
+
+    def buggy(alert: Alert, name: str, channel: object, **options: object) -> None:
+        tried.append((alert.id, name))
+        if (alert.id, name) == (first.id, "ops"):
+            raise RuntimeError("a bug in the channel's code")
+        deliver_to_channel(alert, name, channel, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("workers.outbox.deliver_to_channel", buggy)
+    with structlog.testing.capture_logs() as logs:
+        counts = send_all(redis_client, res, pending)
+    assert counts == {"sent": 2, "handed_on": 2, "skipped": 0}
+    # The second alert's ops send was not tried inline: ops failed in this batch.
+    assert tried == [(first.id, "ops"), (first.id, "desk"), (second.id, "desk")]
+    [failed] = [e for e in logs if e["event"] == "alert_inline_send_failed"]
+    assert (failed["alert_id"], failed["channel"]) == (first.id, "ops")
+    for alert in (first, second):
+        assert not redis_client.exists(res.keys.sending(alert.id, "ops"))  # lock released
+        assert not redis_client.exists(res.keys.sending(alert.id, "desk"))
+        assert Job.exists(job_id(res.keys, alert.id, "ops", 1), connection=redis_client)
+        assert not Job.exists(job_id(res.keys, alert.id, "desk", 1), connection=redis_client)
+        assert attempts_of(redis_client, res.keys, alert.id, "ops") == []
+    assert redis_client.zcard(res.keys.outbox()) == 0
+
+    run_worker(config, redis_url, burst=True)  # the jobs send with the real code
+    webhook_receiver.wait_for(4)
+    time.sleep(0.2)
+    received = Counter((hook.id, hook.path) for hook in webhook_receiver.received)
+    assert received == {
+        (alert.id, f"/{name}"): 1 for alert in (first, second) for name in ("ops", "desk")
+    }
+    for alert in (first, second):
+        for name in ("ops", "desk"):
+            assert redis_client.exists(res.keys.delivered(alert.id, name))
+    events = history_of(redis_client, res.keys)
+    assert len([e for e in events if e[b"event"] == b"delivered"]) == 4
+    assert dead_letters(redis_client, res.keys) == []
+
+
+def test_an_inline_send_whose_bug_persists_in_its_job_ends_as_a_dead_letter(
+    redis_url: str,
+    redis_client: redis.Redis,
+    prefix: str,
+    webhook_receiver: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The job an unexpected error hands the send to hits the same bug: rq runs it again
+    (its crash retries), then the on-failure callback buries it. Never lost, never sent."""
+    config, res, alert, pending = raised(redis_client, prefix, webhook_receiver)
+
+    def buggy(*args: object, **options: object) -> None:
+        raise RuntimeError("a bug in the channel's code")
+
+    monkeypatch.setattr("workers.outbox.deliver_to_channel", buggy)
+    monkeypatch.setattr("workers.dispatch.deliver_to_channel", buggy)
+    assert send_all(redis_client, res, pending) == {"sent": 0, "handed_on": 1, "skipped": 0}
+    run_worker(config, redis_url, burst=True)
+
+    [letter] = dead_letters(redis_client, res.keys)
+    assert (letter.target, letter.channel) == (alert.id, "ops")
+    assert "RuntimeError: a bug in the channel's code" in letter.reason
+    assert not redis_client.exists(res.keys.sending(alert.id, "ops"))
+    assert not redis_client.exists(res.keys.delivered(alert.id, "ops"))
+    assert redis_client.zcard(res.keys.outbox()) == 0
+    assert webhook_receiver.received == []

@@ -144,7 +144,8 @@ def send_all(connection: redis.Redis, res: Resources, sends: Sequence[Send]) -> 
         for send, claimed in zip(sends, claims, strict=True):
             lock = res.keys.sending(send.alert.id, send.channel)
             if claimed is None:  # removed by a reload since routing: the job path buries it
-                _hand_on(connection, res, send, "channel not in the config any more")
+                reason = "channel not in the config any more"
+                _patiently(partial(_hand_on, connection, res, send, reason))
                 counts["handed_on"] += 1
                 continue
             if claimed == 1 and time.monotonic() - claimed_at > LOCK_MARGIN_S - 1:
@@ -231,8 +232,8 @@ def _send_one(
     connection: redis.Redis, res: Resources, send: Send, lock: str, owner: str, marks: _Marks
 ) -> str:
     alert, name = send.alert, send.channel
-    capped = _capped(res.config.channels[name], res.config.delivery.inline_timeout)
     try:
+        capped = _capped(res.config.channels[name], res.config.delivery.inline_timeout)
         deliver_to_channel(alert, name, capped, http=res.http)
     except DeliveryError as exc:
         if isinstance(exc.__cause__, httpx.TimeoutException | TimeoutError):
