@@ -198,7 +198,7 @@ def deliver_alert(
     channel = res.config.channels.get(channel_name)
     if channel is None:
         reason = f"channel {channel_name!r} is not in the config any more"
-        bury(connection, res, _alert_target(alert, channel_name), reason)
+        bury(connection, res, alert_target(alert, channel_name), reason)
         return "dead"
     lock = keys.sending(alert_id, channel_name)
     owner = _job_id() or f"attempt-{attempt}"
@@ -219,29 +219,17 @@ def deliver_alert(
     try:
         deliver_to_channel(alert, channel_name, channel, http=res.http)
     except DeliveryError as exc:
-
-        def retry(next_attempt: int, delay: float) -> None:
-            enqueue_delivery(
-                connection, keys, alert_id, channel_name, attempt=next_attempt, delay_s=delay
-            )
-
-        target = _alert_target(alert, channel_name)
         _release_lock(connection, lock, owner)
-        return after_failure(connection, res, target, attempt, exc, retry)
+        retry = alert_retry(connection, keys, alert_id, channel_name)
+        return after_failure(
+            connection, res, alert_target(alert, channel_name), attempt, exc, retry
+        )
     except BaseException:
         _release_lock(connection, lock, owner)
         raise
-    # Marked delivered before the lock goes: no window in which a re-check sends again.
-    ttl = int(res.config.workers.alert_days * 86400)
-    connection.set(keys.delivered(alert_id, channel_name), str(time.time()), ex=ttl)
-    _release_lock(connection, lock, owner)
     metrics = MetricsBuffer()
-    metrics.inc(DELIVERIES, channel_name, "alert", "sent")
-    if alert.item.published is not None:
-        age = time.time() - alert.item.published.timestamp()
-        metrics.observe(PUBLISH_TO_DELIVERY, age, channel_name)
-    pipe = connection.pipeline(transaction=False)
-    history(pipe, res, "delivered", alert_id, channel=channel_name, attempt=attempt)
+    pipe = connection.pipeline(transaction=True)
+    mark_delivered(pipe, res, metrics, alert, channel_name, attempt, time.time(), lock, owner)
     metrics.write(pipe, keys)
     pipe.execute()
     log.info("alert_delivered", rule=alert.rule_id, title=alert.item.title, attempt=attempt)
@@ -322,8 +310,45 @@ def bury(connection: redis.Redis, res: Resources, target: Target, reason: str) -
     )
 
 
-def _alert_target(alert: Alert, channel: str) -> Target:
+def alert_target(alert: Alert, channel: str) -> Target:
+    """An alert's delivery to one channel, as its attempts and dead letter name it."""
     return Target(alert.id, "alert", channel, rule=alert.rule_id, title=alert.item.title)
+
+
+def alert_retry(
+    connection: redis.Redis, keys: Keys, alert_id: str, channel: str
+) -> Callable[[int, float], None]:
+    """How :func:`after_failure` tries an alert's delivery again: its next attempt's job."""
+
+    def retry(next_attempt: int, delay: float) -> None:
+        enqueue_delivery(connection, keys, alert_id, channel, attempt=next_attempt, delay_s=delay)
+
+    return retry
+
+
+def mark_delivered(
+    pipe: redis.client.Pipeline,
+    res: Resources,
+    metrics: MetricsBuffer,
+    alert: Alert,
+    channel: str,
+    attempt: int,
+    at: float,
+    lock: str,
+    owner: str,
+) -> None:
+    """What a sent alert leaves, into ``pipe`` (a MULTI): its delivered mark — set before
+    its send lock goes, so no re-check finds neither and sends again — the lock released
+    (if still ``owner``'s), a history entry; its metrics into ``metrics``. Used by a
+    delivery job (:func:`deliver_alert`) and by a batch's inline sends
+    (:mod:`workers.outbox`)."""
+    ttl = int(res.config.workers.alert_days * 86400)
+    pipe.set(res.keys.delivered(alert.id, channel), str(at), ex=ttl)
+    pipe.eval(RELEASE_LOCK, 1, lock, owner)
+    history(pipe, res, "delivered", alert.id, channel=channel, attempt=attempt)
+    metrics.inc(DELIVERIES, channel, "alert", "sent")
+    if alert.item.published is not None:
+        metrics.observe(PUBLISH_TO_DELIVERY, at - alert.item.published.timestamp(), channel)
 
 
 def history(

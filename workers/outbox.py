@@ -47,17 +47,18 @@ from rq.job import Job
 
 from monitor.config import Channel, EmailChannel, LogChannel, WebhookChannel
 from monitor.keys import Keys
-from monitor.metrics import DELIVERIES, PUBLISH_TO_DELIVERY, MetricsBuffer
+from monitor.metrics import MetricsBuffer
 from monitor.zset_lease import LEASE_DUE
 from workers.delivery import DeliveryError
 from workers.delivery import deliver as deliver_to_channel
 from workers.dispatch import (
     RELEASE_LOCK,
-    Target,
     after_failure,
+    alert_retry,
+    alert_target,
     enqueue_delivery,
-    history,
     job_id,
+    mark_delivered,
 )
 from workers.model import Alert
 from workers.resources import Resources
@@ -209,17 +210,11 @@ class _Marks:
         if not self.delivered and not self.skipped_:
             return
         res, keys = self.res, self.res.keys
-        ttl = int(res.config.workers.alert_days * 86400)
         metrics = MetricsBuffer()
         pipe = connection.pipeline(transaction=True)
         for send, lock, owner, at in self.delivered:
             alert, name = send.alert, send.channel
-            metrics.inc(DELIVERIES, name, "alert", "sent")
-            if alert.item.published is not None:
-                metrics.observe(PUBLISH_TO_DELIVERY, at - alert.item.published.timestamp(), name)
-            pipe.set(keys.delivered(alert.id, name), str(at), ex=ttl)
-            pipe.eval(RELEASE_LOCK, 1, lock, owner)
-            history(pipe, res, "delivered", alert.id, channel=name, attempt=1)
+            mark_delivered(pipe, res, metrics, alert, name, 1, at, lock, owner)
             pipe.zrem(keys.outbox(), member(alert.id, name))
         for send in self.skipped_:
             pipe.zrem(keys.outbox(), member(send.alert.id, send.channel))
@@ -301,13 +296,9 @@ def _failed(
     """Attempt 1 failed: retried by a job on the channel's policy, or a dead letter."""
     alert, name = send.alert, send.channel
     connection.eval(RELEASE_LOCK, 1, lock, owner)
-
-    def retry(next_attempt: int, delay: float) -> None:
-        enqueue_delivery(connection, res.keys, alert.id, name, attempt=next_attempt, delay_s=delay)
-
-    target = Target(alert.id, "alert", name, rule=alert.rule_id, title=alert.item.title)
+    retry = alert_retry(connection, res.keys, alert.id, name)
     with structlog.contextvars.bound_contextvars(alert_id=alert.id, channel=name):
-        after_failure(connection, res, target, 1, exc, retry)
+        after_failure(connection, res, alert_target(alert, name), 1, exc, retry)
     connection.zrem(res.keys.outbox(), member(alert.id, name))
 
 
