@@ -6,7 +6,7 @@ redis-py pipeline that is never executed) and their commands go out through the
 poller's asyncio client in one MULTI. Why not rq's own (blocking) client in a thread:
 a changed feed then cost ~2–3 ms more of the poller's CPU and wall time — thread
 wake-ups and the GIL passed back and forth with the event loop, which at thousands of
-polls a second is busy (``bench/README.md``, "hand-over on the loop").
+polls a second is busy (``bench/README.md``, "Third round").
 
 Group commit (why: a poll usually brings 1–3 new items, and a worker pays a fixed cost
 per job — rq's bookkeeping, a handful of Redis round trips, a NER call — that is several
@@ -15,11 +15,12 @@ behind it and go as the next one (their items cut into jobs of ``batch_size`` to
 in one MULTI): no wait is added, and several polls that finish within a few milliseconds
 share jobs. When the workers were behind at the last commit — the items queue already
 held jobs, or every worker of the queue was busy with one, so a job enqueued now would
-wait anyway — the next group also waits :data:`COALESCE_S` for more: under a burst,
-jobs grow (``bench.e2e_worker``: 6.5 ms of worker CPU per item in jobs of 12 items,
-5.2 ms in jobs of 100). Both facts come back with that commit (its ``RPUSH`` replies; a
-``ZCARD`` of rq's started-jobs registry and an ``SCARD`` of the queue's workers at the
-end of the MULTI), so no round trip of their own.
+wait anyway — the next group also waits :data:`COALESCE_S` for more, and jobs grow
+(a worker's CPU per item: 6.5 ms in jobs of 12 items, 5.2 ms in jobs of 100,
+``bench.e2e_worker``; the e2e benchmark's paced runs make 15–25 % fewer jobs with the
+"every worker busy" test than without, at the same latency). Both facts come back
+with that commit (its ``RPUSH`` replies; a ``ZCARD`` of rq's started-jobs registry and
+an ``SCARD`` of the queue's workers at the end of the MULTI): no round trip of their own.
 
 Invariants: a call returns only once its items are in Redis, or raises the error of the
 transaction that held them — so "enqueue first, mark seen after" and "all of a poll's

@@ -11,8 +11,8 @@ calls in hand; a process parses one call at a time.
 Why not ``concurrent.futures.ProcessPoolExecutor``: it hands every call and result
 through two threads of its own (a manager and a queue feeder), and at thousands of
 polls a second the event loop then waited for the GIL at each hand-off — about a
-millisecond of the poller's time per changed feed (``bench/README.md``, "parse calls on
-the loop"). Here the loop itself writes the pickled call to a socket pair and reads the
+millisecond of the poller's time per changed feed (``bench/README.md``, "Third
+round"). Here the loop itself writes the pickled call to a socket pair and reads the
 pickled answer back (asyncio streams): no thread.
 
 Wire format, both ways: an 8-byte big-endian length, then a pickle. The child answers
