@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import cast
 
 import pytest
@@ -26,7 +27,7 @@ from workers import resources
 from workers.alerts import alert_id, raise_alert, raise_alerts
 from workers.deadletter import attempts_of, dead_letters
 from workers.delivery import deliver as deliver_to_channel
-from workers.dispatch import job_id
+from workers.dispatch import deliver_alert, job_id
 from workers.model import Alert
 from workers.outbox import GRACE_S, Send, member, send_all, sweep
 from workers.worker import run_worker
@@ -391,3 +392,105 @@ def test_an_inline_send_whose_bug_persists_in_its_job_ends_as_a_dead_letter(
     assert not redis_client.exists(res.keys.delivered(alert.id, "ops"))
     assert redis_client.zcard(res.keys.outbox()) == 0
     assert webhook_receiver.received == []
+
+
+def slow_batch(
+    client: redis.Redis,
+    prefix: str,
+    receiver: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    count: int,
+) -> tuple[resources.Resources, list[Alert], list[Send]]:
+    """``count`` alerts raised in one batch, each send answered after 0.5 s, under an
+    inline timeout of 2 s (room for a loaded machine: a send that times out would hand
+    the channel's later sends to jobs) and a lock margin of 2 s: the locks claimed
+    together last 4 s, and from the second second on, each send renews its lock first."""
+    monkeypatch.setattr("workers.outbox.LOCK_MARGIN_S", 2)
+    config = hook_config(prefix, receiver, inline=2)
+    res = resources.load(config)
+    alerts = [an_alert(config, n) for n in range(1, count + 1)]
+    pending: list[Send] = []
+    raise_alerts(client, res, [(alert, config.rules[0]) for alert in alerts], pending)
+    assert pending == [Send(alert, "ops") for alert in alerts]
+    receiver.respond_with(*[Reply(200, delay=0.5)] * (count + 1))
+    return res, alerts, pending
+
+
+def test_sends_slower_than_the_lock_margin_write_their_marks_and_renew_the_later_locks(
+    redis_client: redis.Redis,
+    prefix: str,
+    webhook_receiver: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The batch claims all its locks at once: behind slow sends, a later send's lock
+    would expire before it is made (and a job or the sweep could send it too). So once
+    the sends have taken most of the margin, the batch writes the outcomes so far and
+    renews each later lock before its send: each alert goes out once, under its lock."""
+    res, alerts, pending = slow_batch(redis_client, prefix, webhook_receiver, monkeypatch, 10)
+    with ThreadPoolExecutor(1) as pool:
+        batch = pool.submit(send_all, redis_client, res, pending)
+        # The last send is in flight at 4.5 s, past the 4 s of the locks claimed together.
+        webhook_receiver.wait_for(10)
+        *earlier, last = alerts
+        owner = cast(bytes | None, redis_client.get(res.keys.sending(last.id, "ops")))
+        assert owner is not None and owner.startswith(b"inline-")  # renewed, still the batch's
+        for alert in earlier:  # written before the last send, their locks gone with them
+            assert redis_client.exists(res.keys.delivered(alert.id, "ops"))
+            assert not redis_client.exists(res.keys.sending(alert.id, "ops"))
+        assert redis_client.zrange(res.keys.outbox(), 0, -1) == [member(last.id, "ops").encode()]
+        counts = batch.result(timeout=20)
+
+    assert counts == {"sent": 10, "handed_on": 0, "skipped": 0}
+    time.sleep(0.2)
+    assert Counter(hook.id for hook in webhook_receiver.received) == {a.id: 1 for a in alerts}
+    for alert in alerts:
+        assert redis_client.exists(res.keys.delivered(alert.id, "ops"))
+        assert not redis_client.exists(res.keys.sending(alert.id, "ops"))
+    assert redis_client.zcard(res.keys.outbox()) == 0
+    events = history_of(redis_client, res.keys)
+    assert len([e for e in events if e[b"event"] == b"delivered"]) == 10
+
+
+def test_a_send_whose_lock_expired_behind_slow_sends_and_went_to_a_job_is_not_sent_again(
+    redis_client: redis.Redis,
+    prefix: str,
+    webhook_receiver: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While the batch is still busy with slow sends, the locks it claimed for its last
+    sends expire, and delivery jobs take them (a sweep that came early): one job has
+    delivered its alert, the other is still sending. The batch, renewing each lock
+    before its send, finds the first delivered (its entry goes) and the second taken
+    (its entry stays, for the job's marks or the sweep): neither is sent twice."""
+    res, alerts, pending = slow_batch(redis_client, prefix, webhook_receiver, monkeypatch, 13)
+    *made, sending, done = alerts
+    with ThreadPoolExecutor(1) as pool:
+        batch = pool.submit(send_all, redis_client, res, pending)
+        locks = [res.keys.sending(alert.id, "ops") for alert in (sending, done)]
+        give_up = time.monotonic() + 10
+        # First the batch claims them (its thread may start late on a busy machine) …
+        while redis_client.exists(*locks) < 2 and time.monotonic() < give_up:
+            time.sleep(0.005)
+        assert redis_client.exists(*locks) == 2
+        # … then they expire behind the slow sends.
+        while redis_client.exists(*locks) and time.monotonic() < give_up:
+            time.sleep(0.02)
+        assert not redis_client.exists(*locks)  # expired 4 s in: the batch is at its 9th
+        # A job in the middle of its send holds one lock; another job delivers the other.
+        assert redis_client.set(locks[0], "a-delivery-job", nx=True, ex=30)
+        assert deliver_alert(redis_client, res, done.id, "ops", 1) == "delivered"
+        assert not batch.done()  # the batch got to neither yet
+        counts = batch.result(timeout=20)
+
+    assert counts == {"sent": 11, "handed_on": 0, "skipped": 2}
+    time.sleep(0.2)
+    received = Counter(hook.id for hook in webhook_receiver.received)
+    assert received == {alert.id: 1 for alert in (*made, done)}  # and none to ``sending``
+    for alert in (*made, done):
+        assert redis_client.exists(res.keys.delivered(alert.id, "ops"))
+        assert not redis_client.exists(res.keys.sending(alert.id, "ops"))
+    assert not redis_client.exists(res.keys.delivered(sending.id, "ops"))
+    assert redis_client.get(locks[0]) == b"a-delivery-job"
+    assert redis_client.zrange(res.keys.outbox(), 0, -1) == [member(sending.id, "ops").encode()]
+    events = history_of(redis_client, res.keys)
+    assert len([e for e in events if e[b"event"] == b"delivered"]) == 12
