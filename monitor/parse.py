@@ -14,8 +14,8 @@ was read despite a problem). No ``FeedParserDict`` escapes this module.
 Invariants:
 
 - :func:`parse_feed` is a plain module-level function with picklable arguments and
-  result, so the poller can run it in a ``ProcessPoolExecutor`` (feedparser is pure
-  Python and CPU-bound; it must not stall the event loop).
+  result, so the poller can run it in a parse process (:mod:`monitor.parse_pool`;
+  feedparser is pure Python and CPU-bound, it must not stall the event loop).
 - A body that is not a feed at all (garbage, XML broken before the first entry, an
   empty body) raises ``FeedParseError``; an HTML page raises its subclass
   :class:`~monitor.poll_errors.NotAFeed` carrying the feeds the page advertises

@@ -19,7 +19,7 @@ feed that is gone has no body to parse. ``FetchError.permanent_redirect_to`` car
 new URL when a 301/308 led to the failing response.
 
 The errors pickle cleanly, because :class:`FeedParseError` and :class:`NotAFeed` are
-raised inside the parse process and travel back through a ``ProcessPoolExecutor``.
+raised inside the parse process and travel back pickled (:mod:`monitor.parse_pool`).
 """
 
 from __future__ import annotations
