@@ -5,10 +5,13 @@ items are in Redis (monitor/enqueue_loop.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import fields
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import redis
@@ -66,23 +69,39 @@ def test_a_failed_commit_fails_the_call(prefix: str) -> None:
         enqueue_batches(queue, feed_items(1, 2), batch_size=100, job_timeout=60)
 
 
-async def _hand_over(
-    redis_url: str, prefix: str, polls: dict[int, int], *, batch_size: int = 100
-) -> dict[int, list[str]]:
-    """Each poll (feed → item count) hands over at the same moment, as the loop runs them."""
-    client = aioredis.Redis.from_url(redis_url)
-    sync = redis.Redis.from_url(redis_url)
+@contextlib.asynccontextmanager
+async def loop_enqueuer(
+    prefix: str, client: aioredis.Redis, sync: redis.Redis
+) -> AsyncIterator[LoopEnqueuer]:
+    """A LoopEnqueuer as the poller makes one; it and both clients closed on the way out."""
     enqueuer = LoopEnqueuer(client, items_queue(sync, Keys(prefix)), Keys(prefix))
     try:
-        calls = [
-            enqueuer.enqueue(feed_items(feed, count), batch_size=batch_size, job_timeout=60)
-            for feed, count in polls.items()
-        ]
-        return dict(zip(polls, await asyncio.gather(*calls), strict=True))
+        yield enqueuer
     finally:
         await enqueuer.close()
         sync.close()
         await client.aclose()
+
+
+def clients(redis_url: str) -> tuple[aioredis.Redis, redis.Redis]:
+    """The poller's two clients of the test's Redis: asyncio, and rq's sync one."""
+    return aioredis.Redis.from_url(redis_url), redis.Redis.from_url(redis_url)
+
+
+def hand(
+    enqueuer: LoopEnqueuer, feed: int, count: int = 1, batch_size: int = 100
+) -> Coroutine[Any, Any, list[str]]:
+    """One poll's hand-over of ``count`` items of wire ``feed`` (a coroutine)."""
+    return enqueuer.enqueue(feed_items(feed, count), batch_size=batch_size, job_timeout=60)
+
+
+async def _hand_over(
+    redis_url: str, prefix: str, polls: dict[int, int], *, batch_size: int = 100
+) -> dict[int, list[str]]:
+    """Each poll (feed → item count) hands over at the same moment, as the loop runs them."""
+    async with loop_enqueuer(prefix, *clients(redis_url)) as enqueuer:
+        calls = [hand(enqueuer, feed, count, batch_size) for feed, count in polls.items()]
+        return dict(zip(polls, await asyncio.gather(*calls), strict=True))
 
 
 def test_a_lone_hand_over_is_its_own_job(
@@ -132,24 +151,13 @@ def test_with_the_workers_behind_a_group_waits_for_more(
             redis_client.zadd(queue.started_job_registry.key, {"job-1:exec-1": time.time()})
 
     async def run() -> dict[int, list[str]]:
-        client = aioredis.Redis.from_url(redis_url)
-        sync = redis.Redis.from_url(redis_url)
-        enqueuer = LoopEnqueuer(client, items_queue(sync, Keys(prefix)), Keys(prefix))
-        try:
-            first = await enqueuer.enqueue(feed_items(1, 1), batch_size=100, job_timeout=60)
+        async with loop_enqueuer(prefix, *clients(redis_url)) as enqueuer:
+            first = await hand(enqueuer, 1)
             later = []
             for feed in (2, 3, 4):  # 50 ms apart: without the wait, three commits
-                later.append(
-                    asyncio.create_task(
-                        enqueuer.enqueue(feed_items(feed, 1), batch_size=100, job_timeout=60)
-                    )
-                )
+                later.append(asyncio.create_task(hand(enqueuer, feed)))
                 await asyncio.sleep(0.05)
             return {1: first} | dict(zip((2, 3, 4), await asyncio.gather(*later), strict=True))
-        finally:
-            await enqueuer.close()
-            sync.close()
-            await client.aclose()
 
     ids = asyncio.run(run())
     assert ids[2] == ids[3] == ids[4] and ids[1] != ids[2]
@@ -164,19 +172,13 @@ def test_with_a_worker_idle_and_no_backlog_nothing_waits(
     redis_client.sadd(WORKERS_BY_QUEUE_KEY % queue.name, "rq:worker:w1")
 
     async def run() -> float:
-        client = aioredis.Redis.from_url(redis_url)
-        sync = redis.Redis.from_url(redis_url)
-        enqueuer = LoopEnqueuer(client, items_queue(sync, Keys(prefix)), Keys(prefix))
-        try:
-            await enqueuer.enqueue(feed_items(1, 1), batch_size=100, job_timeout=60)
+        client, sync = clients(redis_url)
+        async with loop_enqueuer(prefix, client, sync) as enqueuer:
+            await hand(enqueuer, 1)
             await client.lpop(queue.key)  # the worker took it
             started = time.monotonic()
-            await enqueuer.enqueue(feed_items(2, 1), batch_size=100, job_timeout=60)
+            await hand(enqueuer, 2)
             return time.monotonic() - started
-        finally:
-            await enqueuer.close()
-            sync.close()
-            await client.aclose()
 
     assert asyncio.run(run()) < 1.0
 
@@ -187,16 +189,9 @@ def test_a_failed_commit_fails_every_call_of_its_group(prefix: str) -> None:
             unix_socket_path="/nonexistent/redis.sock", retry=AsyncRetry(NoBackoff(), 0)
         )
         sync = redis.Redis(unix_socket_path="/nonexistent/redis.sock", retry=Retry(NoBackoff(), 0))
-        enqueuer = LoopEnqueuer(client, items_queue(sync, Keys(prefix)), Keys(prefix))
-        calls = [
-            enqueuer.enqueue(feed_items(feed, 1), batch_size=100, job_timeout=60)
-            for feed in range(3)
-        ]
-        try:
+        async with loop_enqueuer(prefix, client, sync) as enqueuer:
+            calls = [hand(enqueuer, feed) for feed in range(3)]
             return await asyncio.gather(*calls, return_exceptions=True)
-        finally:
-            await enqueuer.close()
-            await client.aclose()
 
     results = asyncio.run(run())
     assert all(isinstance(result, redis.ConnectionError) for result in results)
@@ -209,27 +204,12 @@ def test_a_cancelled_caller_leaves_the_others_commit_alone(
     commit that holds the other polls' items."""
 
     async def run() -> list[str]:
-        client = aioredis.Redis.from_url(redis_url)
-        sync = redis.Redis.from_url(redis_url)
-        enqueuer = LoopEnqueuer(client, items_queue(sync, Keys(prefix)), Keys(prefix))
-        try:
-            first = asyncio.create_task(
-                enqueuer.enqueue(feed_items(1, 1), batch_size=100, job_timeout=60)
-            )
-            cut_off = asyncio.create_task(
-                enqueuer.enqueue(feed_items(2, 1), batch_size=100, job_timeout=60)
-            )
-            other = asyncio.create_task(
-                enqueuer.enqueue(feed_items(3, 1), batch_size=100, job_timeout=60)
-            )
+        async with loop_enqueuer(prefix, *clients(redis_url)) as enqueuer:
+            first, cut_off, other = (asyncio.create_task(hand(enqueuer, f)) for f in (1, 2, 3))
             await asyncio.sleep(0)
             cut_off.cancel()
             await first
             return await other
-        finally:
-            await enqueuer.close()
-            sync.close()
-            await client.aclose()
 
     ids = asyncio.run(run())
     assert "f3#0" in items_of(redis_client, prefix, ids)
