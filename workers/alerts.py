@@ -30,12 +30,11 @@ from datetime import UTC, datetime
 import redis
 import structlog
 from rq import Retry
-from rq.job import Job
 
 from monitor.config import RuleConfig
 from monitor.keys import Keys, digest
 from workers import digest as digests
-from workers.dispatch import enqueue_delivery, enqueue_on_alerts_queue, history, job_id
+from workers.dispatch import enqueue_first_attempt, enqueue_on_alerts_queue, history
 from workers.fatigue import route
 from workers.model import Alert
 from workers.outbox import Send, deadline, member
@@ -188,8 +187,7 @@ def _route(
                 continue
             if connection.exists(keys.delivered(alert.id, name)):
                 continue
-            if not Job.exists(job_id(keys, alert.id, name, 1), connection=connection):
-                enqueue_delivery(connection, keys, alert.id, name)
+            enqueue_first_attempt(connection, keys, alert.id, name)
             continue
         history(writes, res, decision.action, alert.id, channel=name, reason=decision.reason)
         log.info(

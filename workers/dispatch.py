@@ -36,6 +36,7 @@ from typing import Any
 import redis
 import structlog
 from rq import Callback, Queue, Retry, get_current_job
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from monitor.config_channels import RetrySettings
@@ -85,6 +86,13 @@ def enqueue_on_alerts_queue(
         queue.enqueue_in(timedelta(seconds=delay_s), func, *args, **options)
     else:
         queue.enqueue(func, *args, **options)
+
+
+def enqueue_first_attempt(connection: redis.Redis, keys: Keys, alert_id: str, channel: str) -> None:
+    """Attempt 1's job, unless it exists (it may have run already: never run it again).
+    Used by routing (:mod:`workers.alerts`) and by the outbox's hand-overs and sweep."""
+    if not Job.exists(job_id(keys, alert_id, channel, 1), connection=connection):
+        enqueue_delivery(connection, keys, alert_id, channel)
 
 
 def enqueue_delivery(

@@ -43,10 +43,8 @@ from functools import partial
 import httpx
 import redis
 import structlog
-from rq.job import Job
 
 from monitor.config import Channel, EmailChannel, LogChannel, WebhookChannel
-from monitor.keys import Keys
 from monitor.metrics import MetricsBuffer
 from monitor.zset_lease import LEASE_DUE
 from workers.delivery import DeliveryError
@@ -56,8 +54,7 @@ from workers.dispatch import (
     after_failure,
     alert_retry,
     alert_target,
-    enqueue_delivery,
-    job_id,
+    enqueue_first_attempt,
     mark_delivered,
 )
 from workers.model import Alert
@@ -280,7 +277,7 @@ def _hand_on(
     """The first attempt becomes a delivery job, at once and with the full timeout."""
     if lock is not None:
         connection.eval(RELEASE_LOCK, 1, lock, owner)
-    _enqueue_first(connection, res.keys, send.alert.id, send.channel)
+    enqueue_first_attempt(connection, res.keys, send.alert.id, send.channel)
     connection.zrem(res.keys.outbox(), member(send.alert.id, send.channel))
     log.info("alert_handed_to_job", alert_id=send.alert.id, channel=send.channel, reason=why)
 
@@ -302,12 +299,6 @@ def _failed(
     connection.zrem(res.keys.outbox(), member(alert.id, name))
 
 
-def _enqueue_first(connection: redis.Redis, keys: Keys, alert_id: str, channel: str) -> None:
-    """Attempt 1's job, unless it exists (it may have run already: never run it again)."""
-    if not Job.exists(job_id(keys, alert_id, channel, 1), connection=connection):
-        enqueue_delivery(connection, keys, alert_id, channel)
-
-
 def sweep(connection: redis.Redis, res: Resources, now: float | None = None) -> int:
     """Hand the sends of batches that died to delivery jobs; returns how many.
 
@@ -323,7 +314,7 @@ def sweep(connection: redis.Redis, res: Resources, now: float | None = None) -> 
         entry = raw.decode() if isinstance(raw, bytes) else str(raw)
         alert_id, _, channel = entry.partition(" ")
         if not connection.exists(keys.delivered(alert_id, channel)):
-            _enqueue_first(connection, keys, alert_id, channel)
+            enqueue_first_attempt(connection, keys, alert_id, channel)
             count += 1
         connection.zrem(keys.outbox(), entry)
     if count:
