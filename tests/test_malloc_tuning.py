@@ -39,7 +39,7 @@ print(applied, faults)
 
 
 def run_child(setting: str) -> tuple[bool, float]:
-    done = subprocess.run(  # noqa: S603 - our interpreter
+    done = subprocess.run(
         [sys.executable, "-c", CHILD],
         env=os.environ | {ENV: setting},
         capture_output=True,
