@@ -23,7 +23,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
-from functools import cache
+from functools import cache, lru_cache
 
 import numpy as np
 from datasketch import MinHash  # type: ignore[import-untyped]
@@ -53,8 +53,11 @@ def words(text: str) -> list[str]:
     return [word for word in _WORD.findall(folded) if word not in _STOP]
 
 
+@lru_cache(maxsize=1 << 14)
 def _hash32(word: str) -> int:
-    """32 bits of blake2b; odd for a number, even for a word (see :func:`similarity`)."""
+    """32 bits of blake2b; odd for a number, even for a word (see :func:`similarity`).
+
+    Cached: news vocabulary repeats, and a hit costs a tenth of a blake2b (~0.1 µs)."""
     value = int.from_bytes(hashlib.blake2b(word.encode("utf-8"), digest_size=4).digest(), "little")
     return value | 1 if word.isdigit() else value & ~1
 
@@ -106,7 +109,7 @@ def pack(hashes: Iterable[int]) -> bytes:
 
 
 def unpack(data: bytes) -> tuple[int, ...]:
-    return tuple(int(value) for value in np.frombuffer(data, dtype="<u4"))
+    return tuple(np.frombuffer(data, dtype="<u4").tolist())  # tolist: Python ints, in C
 
 
 def _identity(value: int) -> int:
