@@ -43,7 +43,8 @@ whole text (``nlp.pipe`` as spaCy ships it); the lift on the whole text, through
 ``nlp.pipe`` (the previous release) and through wirewatch's runner
 (``workers/entities_ops.py``); the lift as shipped (model on the headline and lede,
 fast pass on the rest); the same with 30 % of each batch being copies of others in it
-(an assumed share of wire copies, not a measure).
+(an assumed share of wire copies, not a measure). The process keeps freed memory as a
+worker does (:mod:`workers.malloc_tuning`), so every row runs with it.
 
 Agreement: what the shipped extractor finds of what the model finds reading every text
 whole (the lift on the whole text, same run), over the same items in order from an
@@ -78,6 +79,7 @@ from workers.entities import (
     load_ner_pipeline,
 )
 from workers.entities_lift import Lift
+from workers.malloc_tuning import keep_freed_memory
 from workers.model import Entity
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -351,8 +353,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.quick:
         args.sentences, args.items = 1_000, 400
+    # As in ``wirewatch work`` (workers/malloc_tuning.py); WIREWATCH_MALLOC_TUNING=0: not.
+    tuned = keep_freed_memory()
 
     print(machine())
+    print(f"malloc:  worker tuning {'on' if tuned else 'off'} (workers/malloc_tuning.py)")
     model = next(name for name in AUTO_MODELS if _installed(name))
     raw, raw_load = timed(
         lambda: SpacyExtractor(
