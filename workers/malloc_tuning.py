@@ -6,7 +6,7 @@ and glibc hands them back to the kernel when freed (``munmap``, or a trim once m
 ``M_TRIM_THRESHOLD`` is free at the top), so the next batch faults the same memory in
 again: ~240 page faults and ~0.7 ms of kernel time per item, about 15 % of the NER
 stage. Raising both thresholds (``mallopt``, at run time) keeps that memory for the next
-batch; the worker's peak RSS did not move (227 MB either way), since the same buffers are
+batch; peak RSS did not move (~230 MB with the model, either way), since the same buffers are
 reused. ``.venv/bin/python -m bench.malloc`` measures it.
 
 Only glibc has ``mallopt``; elsewhere (musl, macOS) nothing is done. Setting
