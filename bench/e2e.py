@@ -341,15 +341,12 @@ class Bench:
 
 
 def component_costs(config: Path, texts: list[tuple[str, str]], sample: int) -> dict[str, Any]:
-    """NER and rule matching alone, in this process, on ``sample`` of the texts (with the
-    workers' malloc tuning, as in ``wirewatch work``)."""
+    """NER and rule matching alone, in this process, on ``sample`` of the texts (loading
+    the model applies the workers' malloc tuning here too)."""
     from monitor.config_loader import load_config
     from monitor.items import Item
     from workers import resources
     from workers.entities import item_text
-    from workers.malloc_tuning import keep_freed_memory
-
-    keep_freed_memory()
 
     res = resources.load(load_config(config))
     items = [

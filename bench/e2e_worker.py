@@ -43,7 +43,6 @@ from monitor.keys import Keys
 from monitor.logs import configure_logging
 from monitor.redis_server import RedisServer
 from workers import resources
-from workers.malloc_tuning import keep_freed_memory
 from workers.worker import new_worker
 
 FEEDS = 50
@@ -136,7 +135,6 @@ def main(argv: list[str] | None = None) -> int:
         "--no-ner", action="store_true", help="NER off: the rest of the path, less noisy"
     )
     args = parser.parse_args(argv)
-    keep_freed_memory()  # as ``wirewatch work`` does (WIREWATCH_MALLOC_TUNING=0: not)
     sizes = [int(x) for x in args.batch.split(",")]
     inlines = [float(x) for x in args.inline.split(",")]
     variants = [(b, i) for b in sizes for i in inlines]

@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.quick:
         args.sentences, args.items = 1_000, 400
-    # As in ``wirewatch work`` (workers/malloc_tuning.py); WIREWATCH_MALLOC_TUNING=0: not.
+    # Applied when the model loads, as in a worker; asked here to print it.
     tuned = keep_freed_memory()
 
     print(machine())

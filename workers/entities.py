@@ -70,6 +70,7 @@ from workers.entities_lift import Lift
 from workers.entities_memory import EntityMemory
 from workers.entities_ops import NerRunner
 from workers.entities_vocab import VocabWindow
+from workers.malloc_tuning import keep_freed_memory
 from workers.model import Entity
 
 __all__ = [
@@ -373,6 +374,7 @@ def load_ner_pipeline(name: str) -> Any:
     """
     import spacy  # imported here: a worker with NER disabled never pays for it
 
+    keep_freed_memory()  # before the model's first allocations (workers/malloc_tuning.py)
     components = _component_names(spacy, name)
     if "ner" not in components:
         raise ValueError(f"model {name!r} has no 'ner' component (it has {components})")

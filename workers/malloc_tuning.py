@@ -9,6 +9,9 @@ stage. Raising both thresholds (``mallopt``, at run time) keeps that memory for 
 batch; peak RSS did not move (~230 MB with the model, either way), since the same buffers are
 reused. ``.venv/bin/python -m bench.malloc`` measures it.
 
+Applied where the model is loaded (:func:`workers.entities.load_ner_pipeline`), so every
+process that runs NER — a worker, ``wirewatch entities`` or ``backtest``, a benchmark —
+gets it, and a poller (no model) does not: it gained nothing from it (``bench/README.md``).
 Only glibc has ``mallopt``; elsewhere (musl, macOS) nothing is done. Setting
 ``WIREWATCH_MALLOC_TUNING=0`` in the environment turns it off (for a comparison, or
 beside an allocator of one's own in ``LD_PRELOAD``).
@@ -17,6 +20,7 @@ beside an allocator of one's own in ``LD_PRELOAD``).
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 
@@ -34,6 +38,7 @@ MMAP_THRESHOLD = 32 << 20
 TRIM_THRESHOLD = 128 << 20
 
 
+@functools.cache  # once per process; later calls say whether it is in effect
 def keep_freed_memory() -> bool:
     """Raise glibc's mmap and trim thresholds for this process; True when applied."""
     if os.environ.get(ENV, "1").strip().lower() in {"0", "false", "no", "off"}:

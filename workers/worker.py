@@ -161,7 +161,6 @@ def run_worker(config: Config, redis_url: str, *, burst: bool = False) -> bool:
     quitting"); a monitoring worker must not: it waits and starts a new loop, with a
     growing pause, until it is asked to stop.
     """
-    malloc_tuned = keep_freed_memory()  # before the model's first allocations
     watcher = ConfigWatcher(config, role="worker", check_query=_query_error)
     signal.signal(signal.SIGHUP, lambda _signum, _frame: watcher.request())
     resources.load(config)
@@ -190,7 +189,7 @@ def run_worker(config: Config, redis_url: str, *, burst: bool = False) -> bool:
                 queues=worker.queue_names(),
                 rules=len(res.rules),
                 ner=res.extractor.name,
-                malloc_tuned=malloc_tuned,
+                malloc_tuned=keep_freed_memory(),  # applied when the model loaded
             )
             worked = bool(worker.work(burst=burst, with_scheduler=True, logging_level="WARNING"))
         except redis.RedisError as exc:
