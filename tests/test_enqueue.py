@@ -145,10 +145,9 @@ def test_with_the_workers_behind_a_group_waits_for_more(
     queue = items_queue(redis_client, Keys(prefix))
     if behind == "a backlog":
         enqueue_batches(queue, feed_items(0, 1), batch_size=100, job_timeout=60)
-    else:  # one worker registered for the queue, working on a job or not
+    else:  # the queue's one worker is working on a job
         redis_client.sadd(WORKERS_BY_QUEUE_KEY % queue.name, "rq:worker:w1")
-        if behind == "every worker busy":
-            redis_client.zadd(queue.started_job_registry.key, {"job-1:exec-1": time.time()})
+        redis_client.zadd(queue.started_job_registry.key, {"job-1:exec-1": time.time()})
 
     async def run() -> dict[int, list[str]]:
         async with loop_enqueuer(prefix, *clients(redis_url)) as enqueuer:
@@ -183,18 +182,46 @@ def test_with_a_worker_idle_and_no_backlog_nothing_waits(
     assert asyncio.run(run()) < 1.0
 
 
+BROKEN_SOCKET = "/nonexistent/redis.sock"
+
+
 def test_a_failed_commit_fails_every_call_of_its_group(prefix: str) -> None:
+    """Redis unreachable: rq's first question (the server's version) fails."""
+
     async def run() -> list[BaseException | list[str]]:
-        client = aioredis.Redis(
-            unix_socket_path="/nonexistent/redis.sock", retry=AsyncRetry(NoBackoff(), 0)
-        )
-        sync = redis.Redis(unix_socket_path="/nonexistent/redis.sock", retry=Retry(NoBackoff(), 0))
+        client = aioredis.Redis(unix_socket_path=BROKEN_SOCKET, retry=AsyncRetry(NoBackoff(), 0))
+        sync = redis.Redis(unix_socket_path=BROKEN_SOCKET, retry=Retry(NoBackoff(), 0))
         async with loop_enqueuer(prefix, client, sync) as enqueuer:
             calls = [hand(enqueuer, feed) for feed in range(3)]
             return await asyncio.gather(*calls, return_exceptions=True)
 
     results = asyncio.run(run())
     assert all(isinstance(result, redis.ConnectionError) for result in results)
+
+
+def test_a_failed_multi_fails_its_group_and_the_next_hand_over_commits(
+    redis_url: str, redis_client: redis.Redis, prefix: str
+) -> None:
+    """The MULTI itself fails (the loop's client cannot reach Redis): every call of the
+    group raises, nothing is half-written, and once Redis answers again the next
+    hand-over starts a commit of its own."""
+
+    async def run() -> tuple[list[BaseException | list[str]], list[str]]:
+        client = aioredis.Redis(unix_socket_path=BROKEN_SOCKET, retry=AsyncRetry(NoBackoff(), 0))
+        async with loop_enqueuer(prefix, client, redis.Redis.from_url(redis_url)) as enqueuer:
+            results = await asyncio.gather(
+                *(hand(enqueuer, feed) for feed in range(3)), return_exceptions=True
+            )
+            enqueuer._client = back = aioredis.Redis.from_url(redis_url)  # Redis answers again
+            try:
+                return results, await hand(enqueuer, 9)
+            finally:
+                await back.aclose()
+
+    results, later = asyncio.run(run())
+    assert all(isinstance(result, redis.ConnectionError) for result in results)
+    assert items_queue(redis_client, Keys(prefix)).count == 1
+    assert items_of(redis_client, prefix, later) == {"f9#0"}
 
 
 def test_a_cancelled_caller_leaves_the_others_commit_alone(
