@@ -65,7 +65,7 @@ class LoopEnqueuer:
         self._shape = (100, 300)  # batch size and job timeout: the latest caller's
         self._waiting: list[_Request] = []
         self._committer: asyncio.Task[None] | None = None
-        self._behind = False  # the items queue held jobs before the last commit
+        self._behind = False  # at the last commit: a backlog, or every worker busy
         self._version_known = False
 
     async def enqueue(
