@@ -89,3 +89,18 @@ def test_closing_ends_the_processes() -> None:
 
     pid = run_with_pool(scenario)
     assert not psutil.pid_exists(pid)
+
+
+def test_an_error_that_does_not_pickle_still_comes_back_with_its_reason() -> None:
+    """A parser error carrying something unpicklable (here a generator) reaches the
+    poller as a FeedParseError naming it, and the process goes on."""
+    raise_it = "(_ for _ in ()).throw(ValueError('bad entry', (x for x in ())))"
+
+    async def scenario(pool: ParsePool) -> tuple[int, int]:
+        first = await pool.parse(os.getpid)
+        with pytest.raises(FeedParseError, match="bad entry"):
+            await pool.parse(functools.partial(eval, raise_it))
+        return first, await pool.parse(os.getpid)
+
+    first, again = run_with_pool(scenario)
+    assert first == again
