@@ -4,11 +4,15 @@ Role: inputs of :mod:`bench.e2e`, built at run time, deterministic for a seed.
 
 - :func:`news_texts`: (title, summary) pairs from real Reuters/AP-style sentences (the
   MSR paraphrase corpus, ``../shared/data/dedupe-dev/msrp/``, never committed; the seed
-  feed's items without it). Text ``k`` is sentence ``k`` as the title and two sentences a
-  third and two thirds of the corpus further on as the summary (~60 words an item, like
-  a wire summary), so no two of the first N texts share a sentence in the same role and
-  nearby texts never repeat one another (the corpus keeps paraphrase pairs side by side:
-  neighbouring titles sometimes tell the same story, as two outlets would).
+  feed's items without it). Text ``k`` is sentence ``k`` as the title and the sentences
+  ``k + n/7`` and ``k + 3n/7 + 1`` (mod ``n``) as the summary (~60 words an item, like a
+  wire summary). Those offsets differ pairwise by six distinct amounts, so no two texts
+  share more than one sentence: every text is its own story, and a run's last phase gets
+  as many fresh stories (and alerts) as its first. (Offsets of a third and two thirds, used
+  before, made text ``k + n/3`` the same three sentences as text ``k``: every text past the
+  3,648th re-published an earlier story, so later phases raised few alerts.) The corpus
+  keeps paraphrase pairs side by side: neighbouring titles sometimes tell the same story,
+  as two outlets would.
 - :func:`watch_rules`: ``count`` rules in YAML-ready form (id, query text) and the term
   sets they use: the *watch-list* mix of :mod:`bench.matching` (names, topics, phrases,
   term sets, ``NOT``, ``NEAR``, prefixes, ``title:``, entity fields, 1 % ``outlets``), as
@@ -42,12 +46,17 @@ def news_texts() -> tuple[list[tuple[str, str]], str]:
         return [(item.title, item.summary) for item in items], source
     lines = MSRP.read_text(encoding="utf-8-sig").splitlines()[1:]
     sentences = list(dict.fromkeys(line.split("\t")[1] for line in lines if "\t" in line))
+    return compose_texts(sentences), f"MSR paraphrase corpus ({len(sentences)} news sentences)"
+
+
+def compose_texts(sentences: Sequence[str]) -> list[tuple[str, str]]:
+    """One (title, summary) text per sentence; no two texts share more than one sentence."""
     n = len(sentences)
-    texts = [
-        (sentences[k], f"{sentences[(k + n // 3) % n]} {sentences[(k + 2 * n // 3) % n]}")
+    first, second = n // 7, 3 * n // 7 + 1
+    return [
+        (sentences[k], f"{sentences[(k + first) % n]} {sentences[(k + second) % n]}")
         for k in range(n)
     ]
-    return texts, f"MSR paraphrase corpus ({n} news sentences)"
 
 
 def _items(texts: Sequence[tuple[str, str]]) -> list[Item]:

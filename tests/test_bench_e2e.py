@@ -26,7 +26,7 @@ from monitor.config_loader import load_config
 
 # bench/ is not part of the installed package: import it from the source tree.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.e2e_data import news_texts, watch_rules
+from bench.e2e_data import compose_texts, news_texts, watch_rules
 from bench.e2e_procs import Receiver, write_config
 from bench.feedfarm import Farm, make_app
 
@@ -68,6 +68,21 @@ def test_the_farm_paces_and_reports_over_http() -> None:
             await client.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("count", [700, 10_944])
+def test_no_two_composed_texts_share_more_than_one_sentence(count: int) -> None:
+    """Otherwise a later text re-publishes an earlier story and raises no alert."""
+    sentences = [f"s{k}." for k in range(count)]
+    texts = compose_texts(sentences)
+    assert len(texts) == count and len({title for title, _ in texts}) == count
+    seen: set[tuple[str, str]] = set()
+    for title, summary in texts:
+        parts = sorted([title, *summary.split(" ")])
+        assert len(set(parts)) == 3
+        pairs = {(a, b) for a in parts for b in parts if a < b}
+        assert not pairs & seen
+        seen |= pairs
 
 
 def test_generated_config_and_rules_validate(tmp_path: Path) -> None:
