@@ -23,7 +23,9 @@ the poll in hand a :class:`~monitor.poll_errors.FeedParseError` and is replaced,
 other feeds keep being parsed; one found dead between calls is replaced before the next
 call is sent. A call cut off (the poll's deadline, the poller stopping) kills its
 process — it may be stuck in a pathological body, and killing is the only way to stop
-it — and the next call starts a fresh one. The children ignore Ctrl-C, which reaches the
+it — and the next call starts a fresh one. An answer that cannot be read back (an
+exception that pickles but does not unpickle) is a ``FeedParseError`` naming it, and the
+process stays. The children ignore Ctrl-C, which reaches the
 whole process group: the poller, not its parser, decides when to stop.
 """
 
@@ -93,13 +95,17 @@ class _Worker:
             self._writer.write(len(data).to_bytes(_HEADER, "big") + data)
             await self._writer.drain()
             size = int.from_bytes(await self._reader.readexactly(_HEADER), "big")
-            ok, value = pickle.loads(await self._reader.readexactly(size))  # noqa: S301 - our child
+            answer = await self._reader.readexactly(size)
         except (asyncio.IncompleteReadError, OSError) as exc:
             self._discard()
             raise FeedParseError("the parse process died while parsing this feed") from exc
-        except BaseException:  # cut off (CancelledError), or an answer we cannot read
+        except BaseException:  # cut off (CancelledError): the stream is mid-answer
             self._discard()
             raise
+        try:
+            ok, value = pickle.loads(answer)  # noqa: S301 - our child
+        except Exception as exc:  # whole answer read: the stream and the process are fine
+            raise FeedParseError(f"the parse process's answer could not be read: {exc!r}") from exc
         if ok:
             return value
         raise value
@@ -162,7 +168,14 @@ def _serve(sock: socket.socket) -> None:
 
 
 def _error_answer(exc: Exception) -> bytes:
+    """The error as it is when the parent can read it back, else its reason as text.
+
+    Some exceptions pickle but do not unpickle (``xml.sax.SAXParseException``: its
+    ``__init__`` wants three arguments, its ``args`` hold one), so the check is a round trip.
+    """
     try:
-        return pickle.dumps((False, exc), pickle.HIGHEST_PROTOCOL)
-    except Exception:  # an exception that does not pickle still tells its reason
+        answer = pickle.dumps((False, exc), pickle.HIGHEST_PROTOCOL)
+        pickle.loads(answer)  # noqa: S301 - what we just wrote
+    except Exception:
         return pickle.dumps((False, FeedParseError(f"feed parser failed: {exc!r}")))
+    return answer

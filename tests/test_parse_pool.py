@@ -104,3 +104,39 @@ def test_an_error_that_does_not_pickle_still_comes_back_with_its_reason() -> Non
 
     first, again = run_with_pool(scenario)
     assert first == again
+
+
+def test_an_error_that_pickles_but_does_not_unpickle_comes_back_with_its_reason() -> None:
+    """``SAXParseException`` pickles, but unpickling it raises TypeError: the poller gets
+    a FeedParseError naming it, and the process goes on (no restart)."""
+    raise_it = (
+        "(_ for _ in ()).throw(__import__('xml.sax').sax.SAXParseException("
+        "'not well-formed', None, __import__('xml.sax.xmlreader').sax.xmlreader.Locator()))"
+    )
+
+    async def scenario(pool: ParsePool) -> tuple[int, int]:
+        first = await pool.parse(os.getpid)
+        with pytest.raises(FeedParseError, match="not well-formed"):
+            await pool.parse(functools.partial(eval, raise_it))
+        return first, await pool.parse(os.getpid)
+
+    first, again = run_with_pool(scenario)
+    assert first == again
+
+
+def test_an_answer_that_does_not_unpickle_is_a_parse_error_and_the_process_stays() -> None:
+    """A result the parent cannot read back costs its call only: the whole answer was
+    read, so the stream is in step and the process is kept."""
+    result = (
+        "__import__('xml.sax').sax.SAXParseException("
+        "'odd result', None, __import__('xml.sax.xmlreader').sax.xmlreader.Locator())"
+    )
+
+    async def scenario(pool: ParsePool) -> tuple[int, int]:
+        first = await pool.parse(os.getpid)
+        with pytest.raises(FeedParseError, match="could not be read"):
+            await pool.parse(functools.partial(eval, result))
+        return first, await pool.parse(os.getpid)
+
+    first, again = run_with_pool(scenario)
+    assert first == again
