@@ -53,6 +53,9 @@ def compose_texts(sentences: Sequence[str]) -> list[tuple[str, str]]:
     """One (title, summary) text per sentence; no two texts share more than one sentence."""
     n = len(sentences)
     first, second = n // 7, 3 * n // 7 + 1
+    gaps = {d % n for d in (first, second, second - first)}
+    if len(gaps | {n - d for d in gaps}) < 6:  # two texts would share two sentences
+        raise ValueError(f"{n} sentences are too few to compose distinct texts")
     return [
         (sentences[k], f"{sentences[(k + first) % n]} {sentences[(k + second) % n]}")
         for k in range(n)

@@ -85,6 +85,11 @@ def test_no_two_composed_texts_share_more_than_one_sentence(count: int) -> None:
         seen |= pairs
 
 
+def test_too_few_sentences_to_compose_distinct_texts_is_an_error() -> None:
+    with pytest.raises(ValueError, match="too few"):
+        compose_texts([f"s{k}." for k in range(7)])
+
+
 def test_generated_config_and_rules_validate(tmp_path: Path) -> None:
     texts, source = news_texts()
     if "MSR" not in source:
