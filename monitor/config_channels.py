@@ -85,6 +85,8 @@ class WebhookChannel(_ChannelBase):
     def _template_given(self) -> WebhookChannel:
         if self.format == "template" and not self.template:
             raise ValueError("format 'template' needs a 'template'")
+        if self.template:
+            _compile_template(self.template)
         return self
 
     @property
@@ -94,6 +96,23 @@ class WebhookChannel(_ChannelBase):
             return []
         values = self.secret if isinstance(self.secret, list) else [self.secret]
         return [value.get_secret_value() for value in values]
+
+
+def _compile_template(source: str) -> None:
+    """Raise ValueError for a template that does not compile (syntax, unknown filter).
+
+    Compiled as the sender compiles it (:mod:`workers.delivery.formats`: Jinja2's
+    immutable sandbox), so ``wirewatch check`` and a reload refuse it instead of every
+    alert to the channel going to the dead letters. Names (``alert.item.title``) are
+    only known when an alert renders.
+    """
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    try:
+        ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined).from_string(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ValueError(f"template line {exc.lineno}: {exc.message}") from None
 
 
 class SmtpSettings(_Model):

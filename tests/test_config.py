@@ -98,6 +98,36 @@ def test_a_malformed_webhook_secret_is_rejected() -> None:
     assert all("not-a-whsec-secret" not in str(p) for p in caught.value.problems)
 
 
+@pytest.mark.parametrize(
+    ("template", "reason"),
+    [
+        ('{"t": {{ alert.item.title }', "template line 1: unexpected '}'"),
+        ('{"t": {{ alert.item.title | shout }}}', "template line 1: No filter named 'shout'"),
+    ],
+)
+def test_a_webhook_template_that_does_not_compile_is_a_config_error(
+    template: str, reason: str
+) -> None:
+    """Refused by ``check`` and by a reload, not found out by every alert's dead letter."""
+    text = (
+        "channels:\n  hook:\n    type: webhook\n    url: http://127.0.0.1:9/x\n"
+        f"    format: template\n    template: '{template}'\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "x.yaml", {})
+    [problem] = caught.value.problems
+    assert reason in problem.message and problem.line == 3
+
+
+def test_a_webhook_template_that_compiles_is_accepted() -> None:
+    text = (
+        "channels:\n  hook:\n    type: webhook\n    url: http://127.0.0.1:9/x\n"
+        "    format: template\n    template: '{\"t\": {{ alert.item.title | tojson }}}'\n"
+    )
+    channel = parse_config(text, "x.yaml", {}).channels["hook"]
+    assert isinstance(channel, WebhookChannel) and channel.template is not None
+
+
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "absent.yaml")
