@@ -79,7 +79,7 @@ async def readyz(request: web.Request) -> web.Response:
     except (redis.RedisError, OSError, TimeoutError) as exc:
         reason = f"redis unreachable: {type(exc).__name__}: {exc}".rstrip(": ")
         return web.json_response({"status": "not ready", "reasons": [reason]}, status=503)
-    reasons = assess(found, app[CONFIG].api)
+    reasons = assess(found, app[CONFIG].current.api)
     body = {
         "status": "not ready" if reasons else "ready",
         "reasons": reasons,

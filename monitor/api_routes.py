@@ -99,7 +99,7 @@ async def feeds(request: web.Request) -> web.Response:
     offset, limit = _window(request)
 
     def read() -> tuple[list[Any], list[str]]:
-        rows = read_statuses(app[SYNC_REDIS], app[KEYS], app[CONFIG].feeds)
+        rows = read_statuses(app[SYNC_REDIS], app[KEYS], app[CONFIG].current.feeds)
         return rows, pollers_alive(app[SYNC_REDIS], app[KEYS])
 
     rows, pollers = await asyncio.to_thread(read)
@@ -136,7 +136,7 @@ async def rules(request: web.Request) -> web.Response:
     for alert in await _history(request):
         counts[alert.rule] = counts.get(alert.rule, 0) + 1
         last[alert.rule] = max(last.get(alert.rule, 0.0), alert.raised_at)
-    configured = request.app[CONFIG].rules
+    configured = request.app[CONFIG].current.rules
     items = [
         _rule_json(rule, counts.get(rule.id, 0), last.get(rule.id))
         for rule in configured[offset : offset + limit]
@@ -161,7 +161,7 @@ def hit_series(
 async def rule_hits(request: web.Request) -> web.Response:
     """Hits per rule over time, for the dashboard's chart (``?hours=``, 1–168, default 24)."""
     hours = _int(request, "hours", 24, 1, 168)
-    rule_ids = [rule.id for rule in request.app[CONFIG].rules]
+    rule_ids = [rule.id for rule in request.app[CONFIG].current.rules]
     series = hit_series(await _history(request), rule_ids, time.time(), hours)
     return json_body(request, series)
 
@@ -175,7 +175,7 @@ async def channels(request: web.Request) -> web.Response:
             "min_severity": channel.min_severity,
             "digest": channel.digest,
         }
-        for name, channel in sorted(request.app[CONFIG].channels.items())
+        for name, channel in sorted(request.app[CONFIG].current.channels.items())
     ]
     return json_body(request, {"items": items})
 

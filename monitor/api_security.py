@@ -110,11 +110,17 @@ class Scrubber:
     """Replaces every secret value of a config in text; built once per app."""
 
     def __init__(self, config: Config, token: str | None, extra: Iterable[str] = ()) -> None:
-        found = set(_secrets(config)) | set(extra)
-        if token:
-            found.add(token)
+        self._secrets: list[str] = []
+        self._add(set(_secrets(config)) | set(extra) | ({token} if token else set()))
+
+    def learn(self, config: Config) -> None:
+        """Mask ``config``'s secrets too (a reload); the ones known before stay masked."""
+        self._add(set(_secrets(config)))
+
+    def _add(self, found: set[str]) -> None:
         # Longest first, so a secret containing another is masked whole.
-        self._secrets = sorted((s for s in found if len(s) >= 4), key=len, reverse=True)
+        known = set(self._secrets) | {s for s in found if len(s) >= 4}
+        self._secrets = sorted(known, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for secret in self._secrets:

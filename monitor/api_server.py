@@ -3,7 +3,9 @@
 Inputs: the validated config, a Redis URL and the workers' readers (:class:`Sources`,
 handed over by the composition root, :mod:`monitor.cli_serve`). Outputs: a running
 aiohttp server (:func:`start_api` returns its runner; :func:`serve_api` blocks until
-SIGINT/SIGTERM).
+SIGINT/SIGTERM). Hot reload: ``serve`` watches the config files and takes SIGHUP as
+``run`` does (:mod:`monitor.reload`); under ``run`` the service hands the API each new
+config. Either way :func:`~monitor.api_state.reload_api` swaps what the handlers read.
 
 Routes: ``/healthz``, ``/readyz`` (:mod:`monitor.api_readiness`), the JSON API under
 ``/api`` (:mod:`monitor.api_routes`), the alert stream (:mod:`monitor.api_stream`), the
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 from collections.abc import AsyncIterator, Callable, Iterable
 from importlib import resources
@@ -35,7 +38,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 
 from monitor import api_routes
-from monitor.api_context import CONFIG, KEYS, REDIS
+from monitor.api_context import CONFIG, KEYS, REDIS, ServedConfig
 from monitor.api_readiness import healthz, readyz
 from monitor.api_security import (
     Handler,
@@ -44,10 +47,13 @@ from monitor.api_security import (
     auth_middleware,
     check_exposure,
 )
-from monitor.api_state import SCRUB, SOURCES, STOPPING, SYNC_REDIS, Sources
+from monitor.api_state import SCRUB, SOURCES, STOPPING, SYNC_REDIS, Sources, reload_api
 from monitor.api_stream import alert_stream
 from monitor.config import Config
+from monitor.config_diff import RESTART_ONLY
+from monitor.config_loader import QueryCheck
 from monitor.keys import Keys
+from monitor.reload import ConfigWatcher, Hangup, watch_config
 
 log = structlog.get_logger()
 
@@ -132,7 +138,7 @@ def build_app(
     """The application; ``extra_routes`` (e.g. ``web.get("/metrics", handler)``) are
     served under the same token and headers."""
     app = web.Application(middlewares=[_headers, auth_middleware(token)])
-    app[CONFIG] = config
+    app[CONFIG] = ServedConfig(config)
     app[KEYS] = Keys(config.redis.prefix)
     app[SOURCES] = sources
     redis_password = urlsplit(redis_url).password
@@ -193,7 +199,10 @@ async def _serve(
     host: str | None,
     port: int | None,
     extra_routes: Iterable[web.AbstractRouteDef],
+    check_query: QueryCheck | None,
 ) -> None:
+    hangup = Hangup()
+    hangup.install()  # first: a SIGHUP while starting is a reload request, not the end
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -201,13 +210,23 @@ async def _serve(
     runner = await start_api(
         config, redis_url, sources, host=host, port=port, extra_routes=extra_routes
     )
+    # The listener's own settings (api.*) and Redis need a restart; rules, feeds and
+    # channels are served from the new config as soon as it is valid.
+    watcher = ConfigWatcher(
+        config, role="api", fixed=(*RESTART_ONLY, "api"), check_query=check_query
+    )
+    watching = asyncio.create_task(
+        watch_config(watcher, hangup, functools.partial(reload_api, runner.app), stop)
+    )
     try:
         await stop.wait()
         log.info("api_stopping")
         for signum in (signal.SIGINT, signal.SIGTERM):  # a second signal: the default, exit
             loop.remove_signal_handler(signum)
     finally:
+        stop.set()
         with contextlib.suppress(asyncio.CancelledError):
+            await watching
             await runner.cleanup()
         log.info("api_stopped")
 
@@ -220,6 +239,9 @@ def serve_api(
     host: str | None = None,
     port: int | None = None,
     extra_routes: Iterable[web.AbstractRouteDef] = (),
+    check_query: QueryCheck | None = None,
 ) -> None:
-    """``wirewatch serve``: serve until SIGINT/SIGTERM (a second one stops at once)."""
-    asyncio.run(_serve(config, redis_url, sources, host, port, extra_routes))
+    """``wirewatch serve``: serve until SIGINT/SIGTERM (a second one stops at once);
+    a changed config file or SIGHUP reloads what the API shows (``check_query`` validates
+    the rules of a new config, as ``wirewatch check`` does)."""
+    asyncio.run(_serve(config, redis_url, sources, host, port, extra_routes, check_query))

@@ -17,7 +17,9 @@ from typing import Any, Protocol
 import redis
 from aiohttp import web
 
+from monitor.api_context import CONFIG
 from monitor.api_security import Scrubber
+from monitor.config import Config
 from monitor.keys import Keys
 
 
@@ -57,3 +59,14 @@ SYNC_REDIS = web.AppKey("sync_redis", redis.Redis)
 SCRUB = web.AppKey("scrub", Scrubber)
 STOPPING = web.AppKey("stopping", asyncio.Event)
 """Set when the app shuts down: long-lived responses (the alert stream) end."""
+
+
+def reload_api(app: web.Application, config: Config) -> None:
+    """Serve ``config`` from now on (rules, feeds, channels), on the loop's thread.
+
+    Its secrets join those the app masks; the old ones stay masked too. Settings of the
+    listener itself (``api.*``: address, token) need a restart: the caller's config
+    watcher keeps their old values.
+    """
+    app[SCRUB].learn(config)
+    app[CONFIG].current = config

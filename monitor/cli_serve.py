@@ -61,6 +61,7 @@ def register(cli: click.Group, load: Callable[[], Config]) -> None:
     def serve(host: str | None, port: int | None) -> None:
         """Serve the HTTP API and dashboard (127.0.0.1:8080 unless configured)."""
         from monitor.logs import configure_logging
+        from workers.api import query_error
 
         config = load()
         configure_logging(config.logging.level, config.logging.format)
@@ -72,6 +73,7 @@ def register(cli: click.Group, load: Callable[[], Config]) -> None:
                 host=host,
                 port=port,
                 extra_routes=extra_routes(),
+                check_query=query_error,
             )
         except ApiSecurityError as exc:
             raise click.ClickException(str(exc)) from exc

@@ -20,17 +20,24 @@ check, exactly as ``wirewatch check`` does. Then:
   names what changed (:func:`~monitor.config_diff.diff_configs`). An ``apply`` that
   raises leaves the old config in place and logs ``config_reload_failed``.
 
-Every process reloads for itself from the same files; nothing is coordinated through
-Redis. Environment variables (``${VAR}``) are read from the process's environment,
-which a reload cannot change: a new secret in the environment needs a restart.
+A process with an event loop runs :func:`watch_config`: a look about every
+:data:`CHECK_EVERY_S`, at once on SIGHUP (:class:`Hangup`), the new config handed to the
+loop's thread. Every process reloads for itself from the same files; nothing is
+coordinated through Redis. Environment variables (``${VAR}``) are read from the
+process's environment, which a reload cannot change: a new secret in the environment
+needs a restart.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import signal
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from types import FrameType
 
 import structlog
 
@@ -42,6 +49,7 @@ from monitor.logs import configure_logging
 log = structlog.get_logger()
 
 Fingerprint = tuple[tuple[str, int, int, int], ...]
+CHECK_EVERY_S = 1.0  # seconds between looks at the config files (watch_config)
 SETTLE_S = 0.05  # a file still being written: look again after this long …
 SETTLE_TRIES = 20  # … at most this many times
 
@@ -171,3 +179,74 @@ def _settled(config: Config, seen: Fingerprint) -> Fingerprint:
             break
         seen = again
     return seen
+
+
+class Hangup:
+    """SIGHUP as a reload request: a flag, and a wake-up for :func:`watch_config`.
+
+    Installed first thing, so a SIGHUP during start-up is a reload request rather than
+    the default action (terminate).
+    """
+
+    def __init__(self) -> None:
+        self._pending = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event: asyncio.Event | None = None
+
+    def install(self) -> None:
+        signal.signal(signal.SIGHUP, self._handle)
+
+    def attach(self, loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
+        self._loop, self._event = loop, event
+
+    def take(self) -> bool:
+        pending, self._pending = self._pending, False
+        return pending
+
+    def _handle(self, _signum: int, _frame: FrameType | None) -> None:
+        self._pending = True
+        if self._loop is not None and self._event is not None:
+            self._loop.call_soon_threadsafe(self._event.set)
+
+
+async def watch_config(
+    watcher: ConfigWatcher,
+    hangup: Hangup,
+    apply_here: Callable[[Config], object],
+    stop: asyncio.Event,
+    *,
+    on_hangup: Callable[[], list[int]] = list,
+) -> None:
+    """Until ``stop``: look for a new config about every :data:`CHECK_EVERY_S` (at once on
+    SIGHUP) and give it to ``apply_here`` on the event loop's thread.
+
+    ``on_hangup`` passes the signal on (``wirewatch run``: to its workers) and returns
+    the pids it reached, for the log line.
+    """
+    loop = asyncio.get_running_loop()
+    wake = asyncio.Event()
+    hangup.attach(loop, wake)
+
+    def apply(config: Config) -> None:  # on the checking thread
+        loop.call_soon_threadsafe(apply_here, config)
+
+    while not stop.is_set():
+        wake.clear()
+        if hangup.take():
+            forwarded = on_hangup()
+            log.info("config_reload_requested", signal="SIGHUP", forwarded_to=forwarded)
+            watcher.request()
+        # Off the loop: reading and checking a large config (1,000 rules) takes a while.
+        await asyncio.to_thread(watcher.check, apply)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(_first(stop, wake), timeout=CHECK_EVERY_S)
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Return when any of ``events`` is set."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

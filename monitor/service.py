@@ -32,13 +32,14 @@ from types import FrameType
 import structlog
 from aiohttp import web
 
+from monitor.api_state import reload_api
 from monitor.config import Config
 from monitor.config_diff import POLLER_RESTART_ONLY, RESTART_ONLY
 from monitor.config_loader import QueryCheck
 from monitor.poller import Poller
 from monitor.processes import WorkerProcesses
 from monitor.redis_server import RedisServer, RedisServerError
-from monitor.reload import ConfigWatcher
+from monitor.reload import ConfigWatcher, Hangup, watch_config
 
 log = structlog.get_logger()
 
@@ -47,9 +48,6 @@ StartApi = Callable[[Config, str], Awaitable[web.AppRunner]]
 
 class ApiStartError(RuntimeError):
     """``wirewatch run`` could not serve the HTTP API it was asked to serve."""
-
-
-RELOAD_CHECK_EVERY = 1.0  # seconds between looks at the config files
 
 
 def redis_url_for(config: Config) -> str:
@@ -91,76 +89,6 @@ class _Shutdown:
             self._loop.call_soon_threadsafe(self._event.set)
 
 
-class _Hangup:
-    """SIGHUP: reload the config, here and (forwarded by :func:`_watch_config`) in workers.
-
-    Installed first thing, so a SIGHUP during start-up is a reload request rather than
-    the default action (terminate).
-    """
-
-    def __init__(self) -> None:
-        self._pending = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._event: asyncio.Event | None = None
-
-    def install(self) -> None:
-        signal.signal(signal.SIGHUP, self._handle)
-
-    def attach(self, loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
-        self._loop, self._event = loop, event
-
-    def take(self) -> bool:
-        pending, self._pending = self._pending, False
-        return pending
-
-    def _handle(self, _signum: int, _frame: FrameType | None) -> None:
-        self._pending = True
-        if self._loop is not None and self._event is not None:
-            self._loop.call_soon_threadsafe(self._event.set)
-
-
-async def _watch_config(
-    watcher: ConfigWatcher,
-    hangup: _Hangup,
-    poller: Poller,
-    workers: WorkerProcesses | None,
-    stop: asyncio.Event,
-) -> None:
-    """Look for a new config about once a second (at once on SIGHUP) and apply it."""
-    loop = asyncio.get_running_loop()
-    wake = asyncio.Event()
-    hangup.attach(loop, wake)
-
-    def apply_here(config: Config) -> None:  # on the event loop's thread
-        poller.reconfigure(config)
-        if workers is not None:
-            workers.resize(config.workers.processes)
-
-    def apply(config: Config) -> None:  # on the checking thread
-        loop.call_soon_threadsafe(apply_here, config)
-
-    while not stop.is_set():
-        wake.clear()
-        if hangup.take():
-            forwarded = workers.signal_ready(signal.SIGHUP) if workers is not None else []
-            log.info("config_reload_requested", signal="SIGHUP", forwarded_to=forwarded)
-            watcher.request()
-        # Off the loop: reading and checking a large config (1,000 rules) takes a while.
-        await asyncio.to_thread(watcher.check, apply)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(_first(stop, wake), timeout=RELOAD_CHECK_EVERY)
-
-
-async def _first(*events: asyncio.Event) -> None:
-    """Return when any of ``events`` is set."""
-    waiters = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-
-
 async def _supervise(
     workers: WorkerProcesses, server: RedisServer | None, stop: asyncio.Event
 ) -> None:
@@ -178,7 +106,7 @@ async def _supervise(
 
 async def _poll_until_stopped(
     watcher: ConfigWatcher,
-    hangup: _Hangup,
+    hangup: Hangup,
     redis_url: str,
     shutdown: _Shutdown,
     workers: WorkerProcesses | None,
@@ -196,7 +124,21 @@ async def _poll_until_stopped(
             raise ApiStartError(f"cannot listen on {host}:{port}: {exc}") from exc
     try:
         poller = Poller(watcher.config, redis_url)
-        tasks = [poller.run(stop), _watch_config(watcher, hangup, poller, workers, stop)]
+
+        def apply_here(config: Config) -> None:  # on the event loop's thread
+            poller.reconfigure(config)
+            if workers is not None:
+                workers.resize(config.workers.processes)
+            if api is not None:
+                reload_api(api.app, config)
+
+        def forward() -> list[int]:
+            return workers.signal_ready(signal.SIGHUP) if workers is not None else []
+
+        tasks = [
+            poller.run(stop),
+            watch_config(watcher, hangup, apply_here, stop, on_hangup=forward),
+        ]
         if workers is not None:
             tasks.append(_supervise(workers, server, stop))
         await asyncio.gather(*tasks)
@@ -207,8 +149,8 @@ async def _poll_until_stopped(
 
 def _watcher(
     config: Config, role: str, check_query: QueryCheck | None, fixed: Iterable[str]
-) -> tuple[ConfigWatcher, _Hangup]:
-    hangup = _Hangup()
+) -> tuple[ConfigWatcher, Hangup]:
+    hangup = Hangup()
     hangup.install()
     watcher = ConfigWatcher(
         config, role=role, fixed=(*RESTART_ONLY, *fixed), check_query=check_query
