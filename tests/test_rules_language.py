@@ -265,6 +265,17 @@ def test_a_bad_term_set_word_names_the_set() -> None:
         parse_query("China @bad", term_sets={"bad": ["ok", "..."]})
 
 
+@pytest.mark.parametrize("member", ["w*d", "te?t", "=arm*s"])
+def test_a_wildcard_inside_a_term_set_word_is_an_error_as_in_a_query(member: str) -> None:
+    with pytest.raises(QueryError, match=r"in term set '@odd': only a trailing '\*'"):
+        parse_query("@odd", term_sets={"odd": ["ok", member]})
+
+
+def test_a_term_set_takes_prefixes_and_quoted_phrases_with_wildcard_signs() -> None:
+    query = parse_query("@ok", term_sets={"ok": ["sanction*", '"what?"', "military aid"]})
+    assert query is not None
+
+
 def test_compile_and_check_take_term_sets() -> None:
     rules = [rule("ok", "China AND @aid"), rule("bad", "China AND @arms")]
     assert check_queries(rules[:1], SETS) == []

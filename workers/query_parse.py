@@ -329,10 +329,12 @@ def _member(text: str, fields: tuple[str, ...], position: int, fail: Fail) -> Te
     """One word of a term set: ``word``, ``"a phrase"`` (no quotes needed), ``=exact``, ``pre*``."""
     text = text.strip()
     exact = text.startswith("=")
-    text = text.removeprefix("=").strip().strip('"')
-    if text.endswith("*"):
+    text = text.removeprefix("=").strip()
+    if text.startswith('"'):  # a quoted phrase: '*' and '?' in it are text, as in a query
+        return leaf(text.strip('"'), fields, position, fail, exact, None)
+    if re.search(r"(?<!\\)[*?]", text):  # 'pre*'; 'w*d' and 'te?t' fail as in a query
         node = word(text, fields, position, fail, exact)
-        assert isinstance(node, Term)
+        assert isinstance(node, Term | Phrase)
         return node
     return leaf(text, fields, position, fail, exact, None)
 
