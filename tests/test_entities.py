@@ -279,6 +279,20 @@ def test_watched_names_and_aliases_lift_the_model() -> None:
     assert found["Wang"].name == "Wang Yi"
 
 
+@pytest.mark.parametrize("written", ["jake sullivan", "JAKE SULLIVAN", "Jáke Sullivan"])
+def test_a_watched_name_is_found_however_the_rule_writes_its_case_and_accents(
+    written: str,
+) -> None:
+    """A rule compares names case- and accent-insensitively; the phrase pass that finds
+    watched names matches exactly, so it looks for the news spelling too."""
+    missing = f"no_such_model_{uuid.uuid4().hex[:8]}"  # the fallback: the lift alone
+    extractor = load_extractor(NerSettings(model=missing), watched=[("PERSON", written)])
+    [entities] = extractor.extract_many(["Jake Sullivan flies to Rome"])
+    [found] = [e for e in entities if e.text == "Jake Sullivan"]
+    expected = "Jáke Sullivan" if written == "Jáke Sullivan" else "Jake Sullivan"
+    assert (found.label, found.name) == ("PERSON", expected)
+
+
 def test_gazetteer_off_keeps_the_model_but_still_names_canonically() -> None:
     text = "Bloomberg: US officials met Chinese envoys."
     extractor = load_extractor(NerSettings(gazetteer=False))

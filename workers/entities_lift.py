@@ -45,9 +45,11 @@ Steps, in order (each one is a reason the small model alone is weak on news):
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
+from unicodedata import combining
 
 from workers.entities_rules import apply_rules
 from workers.gazetteer import Gazetteer, Match, Name, base_gazetteer, city_names, lookup_key
@@ -90,6 +92,26 @@ _TITLED = re.compile(
 )
 
 
+def _news_case(name: str) -> str:
+    """A watched name as news writes it: ``xi jinping`` or ``XI JINPING`` → ``Xi Jinping``;
+    a name written in mixed case (``McDonald's``) is kept as written."""
+    return name.title() if name.islower() or name.isupper() else name
+
+
+def _watched_spellings(name: str) -> list[str]:
+    """The spellings the phrase pass looks for (it matches case and accents exactly): as
+    the rule writes the name, as news writes it, and without accents (``Xí`` → ``Xi``;
+    a rule compares names case- and accent-insensitively, so all of them satisfy it)."""
+    spellings = [name, _news_case(name)]
+    spellings += [_without_accents(spelling) for spelling in spellings]
+    return list(dict.fromkeys(spellings))
+
+
+def _without_accents(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text)
+    return unicodedata.normalize("NFC", "".join(c for c in decomposed if not combining(c)))
+
+
 class Lift:
     """The configured knowledge: base gazetteer (optional), aliases, watched names."""
 
@@ -103,7 +125,11 @@ class Lift:
     ) -> None:
         base = base_gazetteer()
         labels = {name: label for label, name in watched}
-        extra: list[tuple[str, Name]] = [(name, Name(label, name)) for label, name in watched]
+        extra: list[tuple[str, Name]] = [
+            (surface, Name(label, _news_case(name)))
+            for label, name in watched
+            for surface in _watched_spellings(name)
+        ]
         self._aliases: dict[str, str] = {}  # lookup key → canonical, for any label
         for canonical, spellings in (aliases or {}).items():
             known = labels.get(canonical) or _label_of(base.lookup(canonical))
