@@ -83,7 +83,17 @@ def _config_path() -> str | None:
 @_config_option
 def check() -> None:
     """Validate the config: every error, with its line and path; exit 2 if any."""
+    from workers.api import template_problems
+
     config = _load_checked(_config_path())
+    # Templates are also rendered once, on a sample alert: a misspelt name or output that
+    # is not JSON shows here rather than in the first real alert's dead letter.
+    problems = template_problems(config)
+    if problems:
+        click.echo(f"{config.source}: {len(problems)} problem(s)", err=True)
+        for problem in problems:
+            click.echo(f"  {problem}", err=True)
+        sys.exit(2)
     click.echo(
         f"{config.source}: ok — {len(config.feeds)} feeds, {len(config.channels)} channels, "
         f"{len(config.rules)} rules"

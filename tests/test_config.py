@@ -149,6 +149,39 @@ def test_check_command_lists_every_error_and_exits_nonzero(tmp_path: Path) -> No
     assert "unknown channel 'nope'" in done.stderr
 
 
+def test_check_command_renders_templates_on_a_sample_alert(tmp_path: Path) -> None:
+    """A misspelt name, output that is not JSON, and a template for single alerts on a
+    channel that a rule's ``max`` rate also sends digests to: each named; a digest-only
+    template on a digest channel and a correct one pass."""
+    hook = "type: webhook, url: 'http://127.0.0.1:9/x', format: template"
+    good = """'{"t": {{ alert.item.title | tojson }}, "o": {{ alert.story.outlet_count }}}'"""
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        "channels:\n"
+        f"""  typo: {{{hook}, template: '{{"t": {{{{ alert.itme.title | tojson }}}}}}'}}\n"""
+        f"  text: {{{hook}, template: 'Alert: {{{{ alert.item.title }}}}'}}\n"
+        f"  rated: {{{hook}, template: {good}}}\n"
+        f"  good: {{{hook}, template: {good}}}\n"
+        f"""  held: {{{hook}, digest: 15m, template: '{{"n": {{{{ alerts | length }}}}}}'}}\n"""
+        "rules:\n"
+        "  - {id: r1, query: China, channels: [typo, text, good, held]}\n"
+        "  - {id: r2, query: Russia, channels: [rated], max: 5/h}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "--config", str(path), "check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "channels.typo.template: fails on a sample alert" in done.stderr
+    assert "no attribute 'itme'" in done.stderr
+    assert "channels.text.template" in done.stderr and "not valid JSON" in done.stderr
+    assert "channels.rated.template" in done.stderr and "'alert' is undefined" in done.stderr
+    assert "channels.good" not in done.stderr and "channels.held" not in done.stderr
+
+
 def test_check_command_reports_bad_queries(tmp_path: Path) -> None:
     path = tmp_path / "q.yaml"
     path.write_text(

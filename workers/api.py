@@ -7,10 +7,11 @@ from dataclasses import dataclass
 
 import redis
 
-from monitor.config import Config
+from monitor.config import Config, WebhookChannel
 from monitor.items import Item
 from monitor.keys import Keys
 from workers.backtest import BacktestRow, backtest_items, backtest_recent
+from workers.delivery.formats import template_problem
 from workers.entities import annotate_lines, load_extractor
 from workers.match import RuleMatch, RuleSet, clause_text, document_of
 from workers.model import Entity
@@ -46,6 +47,7 @@ __all__ = [
     "run_worker",
     "story_page",
     "story_records",
+    "template_problems",
     "unmute_story",
 ]
 
@@ -61,6 +63,27 @@ def story_page(
     found = story_records(connection, keys, ids)
     total = int(connection.zcard(keys.stories()))
     return [found[story] for story in ids if story in found], total
+
+
+def template_problems(config: Config) -> list[str]:
+    """``channels.<name>.template: <why>`` for each webhook template that fails on a
+    sample alert, in the contexts the config will render it in (``wirewatch check``).
+
+    Single alerts go to a channel without a ``digest`` window; digests to one with a
+    window, or fed by a rule with ``max_rate`` (its overflow). A digest channel's single
+    critical alerts are not checked: a digest-only template there stays valid.
+    """
+    problems = []
+    for name, channel in config.channels.items():
+        if not isinstance(channel, WebhookChannel):
+            continue
+        rated = any(rule.max_rate and name in rule.channels for rule in config.rules)
+        why = template_problem(
+            channel, single=channel.digest is None, digest=channel.digest is not None or rated
+        )
+        if why:
+            problems.append(f"channels.{name}.template: fails on a sample alert: {why}")
+    return problems
 
 
 def query_error(

@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,6 +44,7 @@ import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from monitor.config import WebhookChannel
+from monitor.items import Item
 from workers.delivery.digest_render import digest_json, digest_title
 from workers.delivery.errors import DeliveryError
 from workers.delivery.render import (
@@ -56,7 +58,7 @@ from workers.delivery.render import (
     why_again,
     why_line,
 )
-from workers.model import Alert
+from workers.model import Alert, Entity, MatchedTerm, StoryView
 
 __all__ = [
     "DIGEST_LIST_MAX",
@@ -64,10 +66,12 @@ __all__ = [
     "digest_payload",
     "payload",
     "render_template",
+    "sample_alert",
     "slack_digest",
     "slack_message",
     "teams_digest",
     "teams_message",
+    "template_problem",
 ]
 
 JSON = "application/json"
@@ -135,6 +139,62 @@ def _templated(channel: WebhookChannel, context: Mapping[str, object]) -> Payloa
                 False,
             ) from exc
     return Payload(text.encode("utf-8"), content_type)
+
+
+def sample_alert() -> Alert:
+    """A follow-up alert with every field an alert can carry set (``template_problem``)."""
+    published = datetime(2024, 5, 6, 7, 8, 0, tzinfo=UTC)
+    item = Item(
+        key="sample-item",
+        feed_url="https://news.example.org/world.xml",
+        feed_name="Example wire",
+        url="https://news.example.org/world/sample",
+        title="Russia sought China military aid, says US",
+        summary="US officials said Russia asked China for weapons.",
+        guid="https://news.example.org/world/sample",
+        published=published,
+        tags=("World",),
+        language="en",
+    )
+    return Alert(
+        id="0123456789abcdef0123456789abcdef",
+        rule_id="sample-rule",
+        query="China AND Russia",
+        item=item,
+        entities=(Entity("China", "GPE", 20, 25, "China", 0.8),),
+        matched=(MatchedTerm("China", "title", 20, 25, "China"),),
+        created=published,
+        story_id="0123456789abcdef",
+        severity="warning",
+        kind="follow_up",
+        thread_id="fedcba9876543210fedcba9876543210",
+        thread_title="Russia sought China military aid",
+        reason="the story reached 3 outlets",
+        story_view=StoryView(
+            "0123456789abcdef", published.timestamp(), (("Example wire", 0.0),), 1
+        ),
+        explain=("China", "Russia"),
+        similarity=0.5,
+    )
+
+
+def template_problem(channel: WebhookChannel, *, single: bool, digest: bool) -> str | None:
+    """Why ``channel``'s template fails on :func:`sample_alert` (``single``) or on a digest
+    of it (``digest``), or None: a misspelt name (``alert.itme``) or output that is not
+    JSON shows in ``wirewatch check``, not in the dead letters of the first real alert.
+    A template that needs a field only some alerts fill can still fail later.
+    """
+    if channel.format != "template" or not channel.template:
+        return None
+    alert = sample_alert()
+    try:
+        if single:
+            payload(alert, channel)
+        if digest:
+            digest_payload([alert, alert], "sample-digest", channel)
+    except DeliveryError as exc:
+        return exc.reason
+    return None
 
 
 def _http(url: str) -> bool:
