@@ -151,8 +151,8 @@ def test_check_command_lists_every_error_and_exits_nonzero(tmp_path: Path) -> No
 
 def test_check_command_renders_templates_on_a_sample_alert(tmp_path: Path) -> None:
     """A misspelt name, output that is not JSON, and a template for single alerts on a
-    channel that a rule's ``max`` rate also sends digests to: each named; a digest-only
-    template on a digest channel and a correct one pass."""
+    channel that a rule's ``max`` rate or ``quiet_hours`` also send digests to: each
+    named; a digest-only template on a digest channel and a correct one pass."""
     hook = "type: webhook, url: 'http://127.0.0.1:9/x', format: template"
     good = """'{"t": {{ alert.item.title | tojson }}, "o": {{ alert.story.outlet_count }}}'"""
     path = tmp_path / "t.yaml"
@@ -162,10 +162,13 @@ def test_check_command_renders_templates_on_a_sample_alert(tmp_path: Path) -> No
         f"  text: {{{hook}, template: 'Alert: {{{{ alert.item.title }}}}'}}\n"
         f"  rated: {{{hook}, template: {good}}}\n"
         f"  good: {{{hook}, template: {good}}}\n"
+        f"  quiet: {{{hook}, template: {good}}}\n"
         f"""  held: {{{hook}, digest: 15m, template: '{{"n": {{{{ alerts | length }}}}}}'}}\n"""
         "rules:\n"
         "  - {id: r1, query: China, channels: [typo, text, good, held]}\n"
         "  - {id: r2, query: Russia, channels: [rated], max: 5/h}\n"
+        "  - {id: r3, query: Porto, channels: [quiet],"
+        " quiet_hours: {start: '22:00', end: '07:00'}}\n"
     )
     done = subprocess.run(
         [sys.executable, "-m", "monitor", "--config", str(path), "check"],
@@ -179,6 +182,7 @@ def test_check_command_renders_templates_on_a_sample_alert(tmp_path: Path) -> No
     assert "no attribute 'itme'" in done.stderr
     assert "channels.text.template" in done.stderr and "not valid JSON" in done.stderr
     assert "channels.rated.template" in done.stderr and "'alert' is undefined" in done.stderr
+    assert "channels.quiet.template" in done.stderr
     assert "channels.good" not in done.stderr and "channels.held" not in done.stderr
 
 

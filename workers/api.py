@@ -70,16 +70,19 @@ def template_problems(config: Config) -> list[str]:
     sample alert, in the contexts the config will render it in (``wirewatch check``).
 
     Single alerts go to a channel without a ``digest`` window; digests to one with a
-    window, or fed by a rule with ``max_rate`` (its overflow). A digest channel's single
-    critical alerts are not checked: a digest-only template there stays valid.
+    window, or fed by a rule with a ``max`` rate (its overflow) or ``quiet_hours`` (what
+    they held). A digest channel's single critical alerts are not checked: a digest-only
+    template there stays valid.
     """
     problems = []
     for name, channel in config.channels.items():
         if not isinstance(channel, WebhookChannel):
             continue
-        rated = any(rule.max_rate and name in rule.channels for rule in config.rules)
+        held = any(
+            (rule.max_rate or rule.quiet_hours) and name in rule.channels for rule in config.rules
+        )
         why = template_problem(
-            channel, single=channel.digest is None, digest=channel.digest is not None or rated
+            channel, single=channel.digest is None, digest=channel.digest is not None or held
         )
         if why:
             problems.append(f"channels.{name}.template: fails on a sample alert: {why}")
