@@ -494,3 +494,45 @@ def test_a_send_whose_lock_expired_behind_slow_sends_and_went_to_a_job_is_not_se
     assert redis_client.zrange(res.keys.outbox(), 0, -1) == [member(sending.id, "ops").encode()]
     events = history_of(redis_client, res.keys)
     assert len([e for e in events if e[b"event"] == b"delivered"]) == 12
+
+
+def test_two_runs_of_one_delivery_job_at_once_send_once(
+    redis_client: redis.Redis, prefix: str, webhook_receiver: WebhookReceiver
+) -> None:
+    """A job id enqueued twice (two batches routing one alert at the same moment), or rq
+    re-running a job it thinks abandoned while it still sends: each run owns the lock on
+    its own, so the second finds it taken while the first sends, then the mark."""
+    webhook_receiver.respond_with(Reply(200, delay=1.0))
+    _, res, alert, _ = raised(redis_client, prefix, webhook_receiver)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(deliver_alert, redis_client, res, alert.id, "ops", 1)
+        time.sleep(0.3)  # the first is in its send
+        second = pool.submit(deliver_alert, redis_client, res, alert.id, "ops", 1)
+        outcomes = sorted([first.result(timeout=10), second.result(timeout=10)])
+    assert outcomes == ["delivered", "in progress elsewhere"]
+    time.sleep(0.3)
+    assert len(webhook_receiver.received) == 1
+    # The second run left a re-check; when it runs, the mark stops it.
+    assert deliver_alert(redis_client, res, alert.id, "ops", 1) == "already delivered"
+    assert len(webhook_receiver.received) == 1
+
+
+def test_a_send_marked_delivered_just_before_a_job_takes_the_lock_is_not_sent_again(
+    redis_client: redis.Redis, prefix: str, webhook_receiver: WebhookReceiver
+) -> None:
+    """The mark is looked at under the lock, in the same script: an inline send that
+    claims, sends, marks and releases between the job's first look and its lock (here the
+    mark appears when the job loads the alert record) does not make the job send again."""
+    _, res, alert, _ = raised(redis_client, prefix, webhook_receiver)
+    delivered = res.keys.delivered(alert.id, "ops")
+
+    class MarkOnLoad(redis.Redis):
+        def get(self, name: object) -> object:
+            if name == res.keys.alert(alert.id):
+                redis_client.set(delivered, "1")  # the inline send finished meanwhile
+            return redis_client.get(name)  # type: ignore[arg-type]
+
+    client = MarkOnLoad(connection_pool=redis_client.connection_pool)
+    assert deliver_alert(client, res, alert.id, "ops", 1) == "already delivered"
+    time.sleep(0.2)
+    assert webhook_receiver.received == []

@@ -146,19 +146,22 @@ def enqueue_notice(
 
 
 LOCK_RECHECK_S = 10.0
-# Delivery lock: taken when free, or when this same rq job holds it (a run of the job
-# that died mid-send: rq runs the same job id again).
+# Delivery lock: taken only when free and the send not yet delivered, both in one script
+# (a check before it could be overtaken by an inline send that marks and releases in
+# between). Every run has its own owner, so two runs of one job id (enqueued twice by a
+# race, or re-run by rq while the first is still sending) never both send; a run that
+# died leaves its lock to expire, and the next run waits for that.
 _TAKE_LOCK = """
-local owner = redis.call('GET', KEYS[1])
-if owner and owner ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return 1
+if redis.call('EXISTS', KEYS[2]) == 1 then return 2 end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
+return 0
 """
+LOCK_TAKEN, LOCK_BUSY, ALREADY_DELIVERED = 1, 0, 2
 
 
-def _take_lock(connection: redis.Redis, lock: str, owner: str) -> bool:
+def _take_lock(connection: redis.Redis, lock: str, delivered: str, owner: str) -> int:
     script = connection.register_script(_TAKE_LOCK)
-    return bool(script(keys=[lock], args=[owner, JOB_TIMEOUT_S + 30]))
+    return int(script(keys=[lock, delivered], args=[owner, JOB_TIMEOUT_S + 30]))
 
 
 # Shared with the outbox's inline sends (:mod:`workers.outbox`): delete a lock only if
@@ -209,8 +212,12 @@ def deliver_alert(
         bury(connection, res, alert_target(alert, channel_name), reason)
         return "dead"
     lock = keys.sending(alert_id, channel_name)
-    owner = _job_id() or f"attempt-{attempt}"
-    if not _take_lock(connection, lock, owner):
+    owner = f"{_job_id() or f'attempt-{attempt}'}:{uuid.uuid4().hex[:12]}"
+    taken = _take_lock(connection, lock, keys.delivered(alert_id, channel_name), owner)
+    if taken == ALREADY_DELIVERED:
+        log.info("alert_already_delivered")
+        return "already delivered"
+    if taken == LOCK_BUSY:
         # Another job is sending this very alert right now. Look again shortly: if that
         # job succeeds, the delivered mark stops us; if it died, its lock expires.
         enqueue_delivery(
