@@ -8,6 +8,7 @@ and override the global ``delivery.retry`` policy.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from monitor.config_types import Seconds
 
 Severity = Literal["info", "warning", "critical"]
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
 SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
 
 
@@ -67,6 +69,21 @@ class WebhookChannel(_ChannelBase):
         if urlsplit(url.get_secret_value()).scheme not in ("http", "https"):
             raise ValueError("a webhook URL must be http:// or https://")
         return url
+
+    @field_validator("headers")
+    @classmethod
+    def _header_values(cls, headers: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name, value in headers.items():
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"header name {name!r} is not a valid HTTP header name")
+            text = value.get_secret_value()
+            # Never the value itself in the message: it is a secret (a token read from the
+            # environment, whose trailing newline is the usual culprit).
+            if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in text):
+                raise ValueError(f"header {name!r}: its value holds a control character")
+            if not text.isascii():
+                raise ValueError(f"header {name!r}: its value holds a character that is not ASCII")
+        return headers
 
     @field_validator("secret")
     @classmethod

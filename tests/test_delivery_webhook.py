@@ -12,15 +12,18 @@ channel name. Also the pure Retry-After parser and rendering of the body.
 from __future__ import annotations
 
 import json
+import socket
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from receivers import Reply, WebhookReceiver, free_port, new_secret, webhook_receiver
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from monitor.config import WebhookChannel
+from monitor.config_loader import ConfigError, parse_config
 from monitor.items import Item
 from workers.delivery import DeliveryError, deliver, send_webhook, webhook_body
 from workers.delivery.webhook import USER_AGENT, parse_retry_after
@@ -306,3 +309,35 @@ def test_body_is_stable_compact_sorted_json() -> None:
 )
 def test_parse_retry_after(value: str | None, expected: float | None) -> None:
     assert parse_retry_after(value, now=1_700_000_000.0) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"), [("Bearer s3cr3t-t0ken\n", "control character"), ("tøken-s3cr3t", "ASCII")]
+)
+def test_a_header_value_that_cannot_be_sent_is_a_config_error_without_the_value(
+    value: str, reason: str
+) -> None:
+    text = (
+        "channels:\n  ops: {type: webhook, url: 'http://127.0.0.1:9/x',"
+        " headers: {Authorization: '${TOKEN}'}}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "c.yaml", {"TOKEN": value})
+    [problem] = caught.value.problems
+    assert reason in problem.message and "s3cr3t" not in str(problem)
+
+
+def test_an_error_that_quotes_a_secret_header_value_is_masked() -> None:
+    """The HTTP library quotes a header value it refuses ("Illegal header value b'…'"):
+    the reason, which goes to the log, the attempts and the dead letter, masks it."""
+    with socket.socket() as listener:  # accepts the connection; the request never comes
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+        valid = WebhookChannel.model_validate({"type": "webhook", "url": url, "timeout": 2})
+        # Past validation (as a direct caller could), so the library refuses the value.
+        headers = {"Authorization": SecretStr("Bearer s3cr3t-t0ken\n")}
+        channel = valid.model_copy(update={"headers": headers})
+        with pytest.raises(DeliveryError) as caught:
+            deliver(make_alert(), "ops", channel)
+    assert "s3cr3t" not in caught.value.reason and "**********" in caught.value.reason

@@ -120,10 +120,25 @@ def _send(
         raise DeliveryError(_CHANNEL, "unsupported URL scheme", False) from exc
     except httpx.TransportError as exc:
         # Refused, reset or dropped connections, DNS failures, TLS handshake failures.
-        raise DeliveryError(_CHANNEL, f"{type(exc).__name__}: {_excerpt(str(exc))}", True) from exc
+        reason = f"{type(exc).__name__}: {_excerpt(_without_secrets(str(exc), channel))}"
+        raise DeliveryError(_CHANNEL, reason, True) from exc
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise DeliveryError(_CHANNEL, f"{type(exc).__name__}: {_excerpt(str(exc))}", False) from exc
+        reason = f"{type(exc).__name__}: {_excerpt(_without_secrets(str(exc), channel))}"
+        raise DeliveryError(_CHANNEL, reason, False) from exc
     _check(response, now())
+
+
+def _without_secrets(text: str, channel: WebhookChannel) -> str:
+    """``text`` (an exception's message) with the channel's URL, header values and keys
+    masked: an HTTP library may quote what it refused ("Illegal header value b'…'"), and
+    the reason goes to the log, the attempts and the dead letter."""
+    secrets = [channel.url.get_secret_value(), *channel.secrets]
+    secrets += [value.get_secret_value() for value in channel.headers.values()]
+    for secret in sorted(secrets, key=len, reverse=True):
+        for form in {secret, secret.strip(), repr(secret.encode())[2:-1]}:
+            if len(form) >= 4:
+                text = text.replace(form, "**********")
+    return text
 
 
 def _headers(
