@@ -7,6 +7,7 @@ embedded Redis of a running ``wirewatch run`` (found through its data folder).
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -96,10 +97,14 @@ def register(cli: click.Group, load: Callable[[], Config]) -> None:
             raise click.UsageError("give one dead letter ID, or --all")
         config = load()
         done = replay(connect(config), config, None if replay_all else letter_id)
-        if not done and letter_id:
+        if not done.replayed and not done.kept and letter_id:
             raise click.ClickException(f"no dead letter {letter_id!r}")
-        for item in done:
+        for item in done.replayed:
             click.echo(f"replaying {item}")
+        for item, why in done.kept.items():
+            click.echo(f"kept {item}: {why}", err=True)
+        if done.kept and not done.replayed:
+            sys.exit(1)
 
     @cli.group(invoke_without_command=True)
     @click.option("--limit", default=20, show_default=True, help="newest stories shown")

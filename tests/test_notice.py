@@ -102,6 +102,6 @@ def test_an_undeliverable_notice_is_a_dead_letter_and_replays(
     run_worker(config, redis_url, burst=True)
     [letter] = list_dead(redis_client, Keys(prefix))
     assert letter.kind == "notice" and "gave up after 2 tries" in letter.reason
-    assert replay(redis_client, config, letter.id) == [letter.id]
+    assert replay(redis_client, config, letter.id).replayed == [letter.id]
     run_worker(config, redis_url, burst=True)
     assert [r.status for r in webhook_receiver.wait_for(3)] == [503, 503, 200]

@@ -180,12 +180,33 @@ def test_a_receiver_that_stays_down_ends_in_the_dead_letters_and_replays(
     assert "gave up after 4 tries" in letter.reason
     assert [a.attempt for a in letter.attempts] == [1, 2, 3, 4]
     # The receiver is back: the operator replays, the alert arrives, the letter is gone.
-    assert replay(redis_client, config, None) == [letter.id]
+    assert replay(redis_client, config, None).replayed == [letter.id]
     run_worker(config, redis_url, burst=True)
     assert [r.status for r in webhook_receiver.wait_for(5)][-1] == 200
     assert list_dead(redis_client, Keys(prefix)) == []
     statuses = list_alerts(redis_client, Keys(prefix))[0].channels
     assert statuses == {"ops": "delivered", "desk": "delivered", "console": "delivered"}
+
+
+def test_a_dead_letter_whose_alert_record_expired_is_kept_when_replayed(
+    redis_url: str,
+    redis_client: redis.Redis,
+    prefix: str,
+    webhook_receiver: WebhookReceiver,
+    smtp_sink: SmtpSink,
+) -> None:
+    """Dead letters never expire; alert records do (workers.alert_days). Replaying a
+    letter with nothing left to send keeps the letter and says why, instead of dropping
+    it for a job that would find no record."""
+    webhook_receiver.respond_with(404)  # permanent: a dead letter at once
+    config = make_config(prefix, webhook_receiver, smtp_sink, FAST)
+    enqueue(redis_client, config, seed_items())
+    run_worker(config, redis_url, burst=True)
+    [letter] = list_dead(redis_client, Keys(prefix))
+    redis_client.delete(Keys(prefix).alert(letter.target))  # its alert_days are over
+    done = replay(redis_client, config, letter.id)
+    assert done.replayed == [] and "expired" in done.kept[letter.id]
+    assert [kept.id for kept in list_dead(redis_client, Keys(prefix))] == [letter.id]
 
 
 def test_processed_items_are_kept_with_their_entities(

@@ -80,17 +80,30 @@ def list_dead(connection: redis.Redis, keys: Keys) -> list[deadletter.DeadLetter
     return deadletter.dead_letters(connection, keys)
 
 
-def replay(connection: redis.Redis, config: Config, letter_id: str | None) -> list[str]:
-    """Send dead letters again (one by id, or all with ``None``); returns the ids replayed.
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """What :func:`replay` did: the letters sent again, and those kept, with why."""
 
-    An alert id without ``:channel`` replays that alert on every channel it died on.
+    replayed: list[str] = field(default_factory=list)
+    kept: dict[str, str] = field(default_factory=dict)
+
+
+def replay(connection: redis.Redis, config: Config, letter_id: str | None) -> Replayed:
+    """Send dead letters again (one by id, or all with ``None``).
+
+    An alert id without ``:channel`` replays that alert on every channel it died on. A
+    letter whose alert records have expired (``workers.alert_days``) cannot be sent
+    again: it stays a dead letter, and :attr:`Replayed.kept` says why.
     """
     keys = Keys(config.redis.prefix)
     letters = deadletter.dead_letters(connection, keys)
     if letter_id is not None:
         letters = [letter for letter in letters if letter_id in (letter.id, letter.target)]
-    replayed = []
+    done = Replayed()
     for letter in letters:
+        if why := _unreplayable(connection, keys, letter):
+            done.kept[letter.id] = why
+            continue
         taken = deadletter.exhume(connection, keys, letter.id)
         if taken is None:  # another operator replayed it meanwhile
             continue
@@ -101,8 +114,18 @@ def replay(connection: redis.Redis, config: Config, letter_id: str | None) -> li
             enqueue_notice(connection, keys, taken.payload)
         else:
             enqueue_delivery(connection, keys, taken.target, taken.channel, tag=replay_tag())
-        replayed.append(taken.id)
-    return replayed
+        done.replayed.append(taken.id)
+    return done
+
+
+def _unreplayable(connection: redis.Redis, keys: Keys, letter: deadletter.DeadLetter) -> str:
+    """Why ``letter`` cannot be sent again (its alert records are gone), or ""."""
+    if letter.kind == "notice":
+        return ""
+    alerts = letter.alert_ids if letter.kind == "digest" else (letter.target,)
+    if alerts and not any(connection.exists(keys.alert(alert)) for alert in alerts):
+        return "its alert record has expired (workers.alert_days): nothing left to send"
+    return ""
 
 
 def mute_story(connection: redis.Redis, keys: Keys, story: str, seconds: float) -> None:
