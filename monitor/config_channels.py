@@ -141,6 +141,15 @@ class SmtpSettings(_Model):
     password: SecretStr = SecretStr("")
     timeout: float = Field(30, gt=0)
 
+    @field_validator("password")
+    @classmethod
+    def _ascii_password(cls, password: SecretStr) -> SecretStr:
+        # smtplib sends AUTH in ASCII: any other character fails every login, and its
+        # error would quote that character of the secret.
+        if not password.get_secret_value().isascii():
+            raise ValueError("the SMTP password holds a character that is not ASCII")
+        return password
+
 
 class EmailChannel(_ChannelBase):
     type: Literal["email"]

@@ -281,3 +281,11 @@ def test_a_webhook_url_is_a_secret() -> None:
     text = GOOD.replace("https://hooks.example.org/ww", "https://hooks.slack.test/T0/B0/s3cr3t")
     config = parse_config(text, "good.yaml", {"WEBHOOK_SECRET": SECRET})
     assert "s3cr3t" not in repr(config) and "s3cr3t" not in str(config.channels)
+
+
+def test_an_smtp_password_smtplib_cannot_send_is_a_config_error_without_the_value() -> None:
+    text = "channels:\n  desk: {type: email, to: [a@b.c], from: w@b.c, smtp: {password: '${PW}'}}\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "c.yaml", {"PW": "pässword-s3cr3t"})
+    [problem] = caught.value.problems
+    assert "not ASCII" in problem.message and "s3cr3t" not in str(problem)

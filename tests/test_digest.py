@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -344,3 +345,64 @@ def test_the_sweep_never_pulls_a_scheduled_digest_forward(
     # Even when it races an add between its read and its claim: the claim is if-absent.
     assert digest.schedule(redis_client, keys, "desk", time.time(), only_if_absent=True) is None
     assert digest.scheduled(redis_client, keys, "desk") == pytest.approx(at)
+
+
+def _held_alert(client: redis.Redis, keys: Keys, n: int, channel: str = "desk") -> str:
+    """An alert record (as a batch writes it) and the alert held in ``channel``'s buffer."""
+    from datetime import UTC, datetime
+
+    from monitor.items import Item
+    from workers.model import Alert
+
+    item = Item(key=f"k{n}", feed_url="f", feed_name="Wire", url=f"https://x/{n}", title=f"T{n}")
+    alert = Alert(id=f"a{n}", rule_id="r", query="x", item=item, created=datetime.now(UTC))
+    client.set(keys.alert(alert.id), json.dumps(alert.to_json()))
+    digest.add(client, keys, channel, alert.id, time.time())
+    return alert.id
+
+
+def test_a_flush_that_fails_unexpectedly_becomes_a_dead_letter_and_frees_the_channel(
+    redis_client: redis.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a DeliveryError (a bug, a library's surprise): the batch goes to the dead
+    letters with the error's type, instead of staying taken so that every later flush
+    fails on it and the channel's digests stop for good."""
+    from workers import digest_flush
+    from workers.deadletter import dead_letters
+
+    keys, res = desk(prefix)
+    held = _held_alert(redis_client, keys, 1)
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise UnicodeEncodeError("ascii", "é", 0, 1, "ordinal not in range(128)")
+
+    monkeypatch.setattr(digest_flush, "deliver_digest", broken)
+    assert digest_flush.flush(redis_client, res, "desk", 1) == "dead"
+    [letter] = dead_letters(redis_client, keys)
+    assert letter.kind == "digest" and letter.alert_ids == (held,)
+    assert "UnicodeEncodeError" in letter.reason and "é" not in letter.reason
+    # The channel is free: the next alert goes out in the next digest.
+    monkeypatch.undo()
+    later = _held_alert(redis_client, keys, 2)
+    assert digest_flush.flush(redis_client, res, "desk", 1) == "delivered"
+    assert redis_client.exists(keys.delivered(later, "desk"))
+
+
+def test_a_flush_does_not_send_an_alert_already_delivered_on_the_channel(
+    redis_client: redis.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Held again after it went out (a batch re-run after a crash routed it anew): the
+    delivered mark keeps it out of the digest."""
+    from workers import digest_flush
+
+    keys, res = desk(prefix)
+    sent, fresh = _held_alert(redis_client, keys, 1), _held_alert(redis_client, keys, 2)
+    redis_client.set(keys.delivered(sent, "desk"), "1")
+    carried: list[list[str]] = []
+
+    def record(alerts: list[object], *_args: object, **_kwargs: object) -> None:
+        carried.append([alert.id for alert in alerts])  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(digest_flush, "deliver_digest", record)
+    assert digest_flush.flush(redis_client, res, "desk", 1) == "delivered"
+    assert carried == [[fresh]]

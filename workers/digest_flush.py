@@ -75,8 +75,26 @@ def flush(
         log.info("digest_nothing_to_send", held=len(batch.alert_ids), muted=len(muted))
         _done(connection, res, channel_name, batch.alert_ids, token)
         return "nothing to send"
+    sent_before = [a for a in present if connection.exists(keys.delivered(a.id, channel_name))]
+    if sent_before:  # an alert can be held again after it went out (a batch re-run)
+        present = [alert for alert in present if alert not in sent_before]
+        log.info("digest_skipped_delivered", alerts=[a.id for a in sent_before])
+        if not present:
+            _done(connection, res, channel_name, batch.alert_ids, token)
+            return "nothing to send"
     try:
-        deliver_digest(present, batch.digest_id, channel_name, channel, http=res.http)
+        try:
+            deliver_digest(present, batch.digest_id, channel_name, channel, http=res.http)
+        except DeliveryError:
+            raise
+        except Exception as bug:  # not a delivery failure: a bug, or a library's surprise
+            # Permanent, so the batch becomes a dead letter instead of wedging the
+            # channel (every later flush would take the same batch and fail the same
+            # way). The reason (shown by the API and `alerts dead`) names the type only;
+            # the worker's log keeps the traceback for whoever fixes it.
+            log.exception("digest_flush_failed", error=type(bug).__name__)
+            reason = f"digest could not be sent ({type(bug).__name__}; see the worker's log)"
+            raise DeliveryError(channel.type, reason, False) from bug
     except DeliveryError as exc:
 
         def retry(next_attempt: int, delay: float) -> None:
