@@ -536,3 +536,30 @@ def test_a_send_marked_delivered_just_before_a_job_takes_the_lock_is_not_sent_ag
     assert deliver_alert(client, res, alert.id, "ops", 1) == "already delivered"
     time.sleep(0.2)
     assert webhook_receiver.received == []
+
+
+def test_a_delivery_job_whose_mark_fails_once_after_the_send_writes_it_again(
+    redis_client: redis.Redis, prefix: str, webhook_receiver: WebhookReceiver
+) -> None:
+    """Redis drops the connection just after the webhook went out: the job writes its
+    delivered mark again (as the outbox does) rather than failing, which would have
+    made rq run it again and send a second time."""
+    _, res, alert, _ = raised(redis_client, prefix, webhook_receiver)
+    failures = [redis.ConnectionError("connection reset")]
+
+    class FlakyPipeline(redis.client.Pipeline):
+        def execute(self, raise_on_error: bool = True) -> list[object]:
+            if failures and self.command_stack:
+                raise failures.pop()
+            return super().execute(raise_on_error)
+
+    class Flaky(redis.Redis):
+        def pipeline(self, transaction: bool = True, shard_hint: object = None) -> FlakyPipeline:
+            return FlakyPipeline(self.connection_pool, self.response_callbacks, transaction, None)
+
+    client = Flaky(connection_pool=redis_client.connection_pool)
+    assert deliver_alert(client, res, alert.id, "ops", 1) == "delivered"
+    assert failures == []  # the first write did fail
+    assert redis_client.exists(res.keys.delivered(alert.id, "ops"))
+    assert not redis_client.exists(res.keys.sending(alert.id, "ops"))  # lock released
+    assert len(webhook_receiver.wait_for(1)) == 1

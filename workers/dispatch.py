@@ -145,6 +145,27 @@ def enqueue_notice(
     )
 
 
+# After a send, its outcome must reach Redis: through a Redis restart (seconds), the
+# write is retried this long before giving up (a mark lost after a send would let the
+# delivery run again and send twice).
+REDIS_PATIENCE_S = 20.0
+
+
+def patiently(write: Callable[[], None]) -> None:
+    """Run ``write``, again through a Redis outage of up to :data:`REDIS_PATIENCE_S`."""
+    give_up, pause = time.monotonic() + REDIS_PATIENCE_S, 0.25
+    while True:
+        try:
+            write()
+            return
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if time.monotonic() + pause > give_up:
+                raise
+            log.warning("delivery_redis_unavailable", reason=str(exc), retry_in_s=pause)
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
+
+
 LOCK_RECHECK_S = 10.0
 # Delivery lock: taken only when free and the send not yet delivered, both in one script
 # (a check before it could be overtaken by an inline send that marks and releases in
@@ -242,11 +263,16 @@ def deliver_alert(
     except BaseException:
         _release_lock(connection, lock, owner)
         raise
-    metrics = MetricsBuffer()
-    pipe = connection.pipeline(transaction=True)
-    mark_delivered(pipe, res, metrics, alert, channel_name, attempt, time.time(), lock, owner)
-    metrics.write(pipe, keys)
-    pipe.execute()
+    sent_at = time.time()
+
+    def mark() -> None:
+        metrics = MetricsBuffer()
+        pipe = connection.pipeline(transaction=True)
+        mark_delivered(pipe, res, metrics, alert, channel_name, attempt, sent_at, lock, owner)
+        metrics.write(pipe, keys)
+        pipe.execute()
+
+    patiently(mark)
     log.info("alert_delivered", rule=alert.rule_id, title=alert.item.title, attempt=attempt)
     return "delivered"
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import secrets
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -56,6 +56,7 @@ from workers.dispatch import (
     alert_target,
     enqueue_first_attempt,
     mark_delivered,
+    patiently,
 )
 from workers.model import Alert
 from workers.resources import Resources
@@ -72,9 +73,6 @@ SWEEP_LIMIT = 200
 # An inline send holds the ``sending:`` lock this much longer than its timeout: a worker
 # that died mid-send must not keep the swept job waiting for a job-length lock.
 LOCK_MARGIN_S = 5
-# After a send, its outcome must reach Redis: through a Redis restart (seconds), it is
-# retried this long before the batch gives up (the entry is then the sweep's).
-REDIS_PATIENCE_S = 20.0
 
 # KEYS: delivered mark, sending lock. ARGV: owner, lock TTL (s).
 # -1: delivered already; 0: someone else is sending it; 1: the lock is ours.
@@ -143,13 +141,13 @@ def send_all(connection: redis.Redis, res: Resources, sends: Sequence[Send]) -> 
             lock = res.keys.sending(send.alert.id, send.channel)
             if claimed is None:  # removed by a reload since routing: the job path buries it
                 reason = "channel not in the config any more"
-                _patiently(partial(_hand_on, connection, res, send, reason))
+                patiently(partial(_hand_on, connection, res, send, reason))
                 counts["handed_on"] += 1
                 continue
             if claimed == 1 and time.monotonic() - claimed_at > LOCK_MARGIN_S - 1:
                 # Slow sends before this one: the locks claimed together are aging. Write
                 # the outcomes so far (their locks go with them), renew this one's.
-                _patiently(partial(marks.write, connection))
+                patiently(partial(marks.write, connection))
                 claimed = _claim(connection, res, [send], owner)[0]
             if claimed != 1:
                 if claimed == -1:  # delivered already: its outbox entry goes
@@ -160,7 +158,7 @@ def send_all(connection: redis.Redis, res: Resources, sends: Sequence[Send]) -> 
                 continue
             if send.channel in troubled:
                 why = "channel slow or failing in this batch"
-                _patiently(partial(_hand_on, connection, res, send, why, lock, owner))
+                patiently(partial(_hand_on, connection, res, send, why, lock, owner))
                 counts["handed_on"] += 1
                 continue
             outcome = _send_one(connection, res, send, lock, owner, marks)
@@ -168,7 +166,7 @@ def send_all(connection: redis.Redis, res: Resources, sends: Sequence[Send]) -> 
             if outcome == "handed_on":
                 troubled.add(send.channel)
     finally:
-        _patiently(partial(marks.write, connection))
+        patiently(partial(marks.write, connection))
     return counts
 
 
@@ -230,13 +228,13 @@ def _send_one(
     except DeliveryError as exc:
         if isinstance(exc.__cause__, httpx.TimeoutException | TimeoutError):
             # Slow, not failed: no attempt used up.
-            _patiently(partial(_hand_on, connection, res, send, exc.reason, lock, owner))
+            patiently(partial(_hand_on, connection, res, send, exc.reason, lock, owner))
         else:
-            _patiently(partial(_failed, connection, res, send, exc, lock, owner))
+            patiently(partial(_failed, connection, res, send, exc, lock, owner))
         return "handed_on"
     except Exception:
         log.exception("alert_inline_send_failed", alert_id=alert.id, channel=name)
-        _patiently(partial(_hand_on, connection, res, send, "unexpected error", lock, owner))
+        patiently(partial(_hand_on, connection, res, send, "unexpected error", lock, owner))
         return "handed_on"
     marks.sent(send, lock, owner)
     log.info(
@@ -249,21 +247,6 @@ def _send_one(
         inline=True,
     )
     return "sent"
-
-
-def _patiently(write: Callable[[], None]) -> None:
-    """Run ``write``, again through a Redis outage of up to :data:`REDIS_PATIENCE_S`."""
-    give_up, pause = time.monotonic() + REDIS_PATIENCE_S, 0.25
-    while True:
-        try:
-            write()
-            return
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            if time.monotonic() + pause > give_up:
-                raise
-            log.warning("outbox_redis_unavailable", reason=str(exc), retry_in_s=pause)
-            time.sleep(pause)
-            pause = min(pause * 2, 2.0)
 
 
 def _hand_on(
