@@ -24,7 +24,10 @@ with a job, and receivers drop the repeat by ``webhook-id`` (the alert id).
 Round trips: the claims of a batch's sends go in one pipeline, and the outcomes of the
 sends that went well (delivered, or found delivered) in one MULTI after the last send;
 a failed or slow send writes its hand-over at once. Sends that take longer than the
-claimed locks' margin split the writes (:func:`send_all`).
+claimed locks' margin split the writes (:func:`send_all`). While a send runs, a thread
+renews its lock and those of the sends whose marks wait for the batch's end: httpx's and
+smtplib's timeouts bound each read, not a whole request, so a receiver trickling its
+answer could otherwise outlast the lock and let a job or another batch send again.
 
 Channels sent inline: webhook, email and log (their timeouts are ours to cap); Apprise
 goes through a job. After one slow or failed send, the batch hands that channel's other
@@ -35,8 +38,10 @@ from __future__ import annotations
 
 import math
 import secrets
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 
@@ -201,6 +206,10 @@ class _Marks:
     def sent(self, send: Send, lock: str, owner: str) -> None:
         self.delivered.append((send, lock, owner, time.time()))
 
+    def locks(self) -> list[str]:
+        """The locks of the sends delivered and not yet marked."""
+        return [lock for _, lock, _, _ in self.delivered]
+
     def write(self, connection: redis.Redis) -> None:
         if not self.delivered and not self.skipped_:
             return
@@ -218,13 +227,49 @@ class _Marks:
         self.delivered, self.skipped_ = [], []
 
 
+# KEYS: locks. ARGV: owner, TTL (s). Extends each lock still held by ``owner``.
+_RENEW = """
+for _, lock in ipairs(KEYS) do
+  if redis.call('GET', lock) == ARGV[1] then redis.call('EXPIRE', lock, ARGV[2]) end
+end
+return 0
+"""
+
+
+@contextmanager
+def _locks_kept(
+    connection: redis.Redis, locks: Callable[[], list[str]], owner: str, ttl: int
+) -> Iterator[None]:
+    """Renew ``locks()`` (those still ``owner``'s) every third of ``ttl`` while the block
+    runs; a Redis error in between is logged and the next renewal tries again."""
+    done = threading.Event()
+
+    def keep() -> None:
+        while not done.wait(ttl / 3):
+            held = locks()
+            try:
+                connection.eval(_RENEW, len(held), *held, owner, ttl)
+            except redis.RedisError as exc:
+                log.warning("outbox_lock_renewal_failed", reason=str(exc))
+
+    keeper = threading.Thread(target=keep, name="outbox-lock-keeper", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        done.set()
+        keeper.join()
+
+
 def _send_one(
     connection: redis.Redis, res: Resources, send: Send, lock: str, owner: str, marks: _Marks
 ) -> str:
     alert, name = send.alert, send.channel
+    ttl = math.ceil(res.config.delivery.inline_timeout) + LOCK_MARGIN_S
     try:
         capped = _capped(res.config.channels[name], res.config.delivery.inline_timeout)
-        deliver_to_channel(alert, name, capped, http=res.http)
+        with _locks_kept(connection, lambda: [lock, *marks.locks()], owner, ttl):
+            deliver_to_channel(alert, name, capped, http=res.http)
     except DeliveryError as exc:
         if isinstance(exc.__cause__, httpx.TimeoutException | TimeoutError):
             # Slow, not failed: no attempt used up.
