@@ -33,7 +33,7 @@ from monitor.config_channels import (
     WebhookChannel,
     _Model,
 )
-from monitor.config_types import RateLimit
+from monitor.config_types import RateLimit, http_url_problem
 
 __all__ = [
     "ApiSettings",
@@ -247,6 +247,8 @@ class FeedConfig(_Model):
         scheme = urlsplit(url).scheme
         if scheme not in ("http", "https", "file"):
             raise ValueError(f"unsupported URL scheme {scheme!r}: use http, https or file")
+        if scheme != "file" and (problem := http_url_problem(url)):
+            raise ValueError(problem)
         return url
 
     @property

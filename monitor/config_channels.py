@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from monitor.config_types import Seconds
+from monitor.config_types import Seconds, http_url_problem
 
 Severity = Literal["info", "warning", "critical"]
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
@@ -68,6 +68,8 @@ class WebhookChannel(_ChannelBase):
     def _http_url(cls, url: SecretStr) -> SecretStr:
         if urlsplit(url.get_secret_value()).scheme not in ("http", "https"):
             raise ValueError("a webhook URL must be http:// or https://")
+        if problem := http_url_problem(url.get_secret_value()):
+            raise ValueError(problem)  # not the URL itself: it is a secret
         return url
 
     @field_validator("headers")

@@ -116,7 +116,10 @@ def parse_config(
     except ConfigError as exc:
         raise ConfigError(source, exc.problems) from exc
     if data is None:
-        data = {}
+        # An empty file is never meant: an editor that truncated it, or a wrong path. A
+        # reload would otherwise drop every feed, rule and channel of a running service.
+        problems.append(ConfigProblem("", "the config file is empty (no sections)"))
+        raise ConfigError(source, problems)
     if not isinstance(data, dict):
         problems.append(ConfigProblem("", "the config must be a mapping of sections"))
         raise ConfigError(source, problems)
@@ -245,8 +248,15 @@ def _interpolate(
     dotted = ".".join(path)
     places.add(dotted, file, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
         for key_node, value_node in node.value:
-            _interpolate(value_node, (*path, str(key_node.value)), file, env, places, problems)
+            key = str(key_node.value)
+            if key in seen:  # YAML keeps the last one: the first would vanish silently
+                where = f"{dotted}.{key}" if dotted else key
+                line = key_node.start_mark.line + 1
+                problems.append(ConfigProblem(where, "duplicate key (given twice)", line, file))
+            seen.add(key)
+            _interpolate(value_node, (*path, key), file, env, places, problems)
     elif isinstance(node, yaml.SequenceNode):
         for index, child in enumerate(node.value):
             _interpolate(child, (*path, str(index)), file, env, places, problems)

@@ -60,3 +60,21 @@ def parse_rate(value: Any) -> Rate:
 
 
 RateLimit = Annotated[Rate, BeforeValidator(parse_rate)]
+
+
+def http_url_problem(url: str) -> str | None:
+    """Why an http(s) URL can never be fetched (no host, a space, a port out of range),
+    or None. Said at load time: at poll or send time it would look like a network fault
+    and be retried for ever."""
+    from urllib.parse import urlsplit
+
+    if any(ch.isspace() for ch in url):
+        return "the URL holds a space"
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return "the URL has no host"
+    try:
+        parts.port  # noqa: B018 - raises ValueError when out of range
+    except ValueError:
+        return "the URL's port is not a number from 0 to 65535"
+    return None

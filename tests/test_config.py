@@ -289,3 +289,51 @@ def test_an_smtp_password_smtplib_cannot_send_is_a_config_error_without_the_valu
         parse_config(text, "c.yaml", {"PW": "pässword-s3cr3t"})
     [problem] = caught.value.problems
     assert "not ASCII" in problem.message and "s3cr3t" not in str(problem)
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "---\n"])
+def test_an_empty_config_is_an_error(text: str) -> None:
+    """A truncated file (an editor mid-save) must not become a config without feeds,
+    rules or channels: a reload would drop them all from a running service."""
+    with pytest.raises(ConfigError, match="empty"):
+        parse_config(text, "x.yaml", {})
+
+
+def test_a_key_given_twice_is_an_error_with_its_line() -> None:
+    """YAML keeps the last of two equal keys: the first block would vanish silently."""
+    text = (
+        "channels: {c: {type: log}}\n"
+        "rules:\n  - {id: a, query: China, channels: [c]}\n"
+        "rules:\n  - {id: b, query: Russia, channels: [c]}\n"
+        "poller: {interval: 5, interval: 6}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "x.yaml", {})
+    found = {(p.path, p.line) for p in caught.value.problems if "twice" in p.message}
+    assert found == {("rules", 4), ("poller.interval", 6)}
+
+
+def test_urls_that_can_never_work_are_config_errors() -> None:
+    """No host, a space, a port out of range: at run time these looked like network
+    faults (retried for ever, or a crash report each poll); the config names them."""
+    text = (
+        "feeds:\n"
+        "  - {url: 'http://'}\n"
+        "  - {url: 'http://127.0.0.1:99999/x'}\n"
+        "  - {url: 'http://exa mple.org/y'}\n"
+        "  - {url: 'https://ok.example.org/feed'}\n"
+        "channels:\n"
+        "  h1: {type: webhook, url: 'http://'}\n"
+        "  h2: {type: webhook, url: 'http://127.0.0.1:99999/hook-s3cr3t'}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "x.yaml", {})
+    problems = {p.path: p.message for p in caught.value.problems}
+    assert problems == {
+        "feeds.0.url": "the URL has no host",
+        "feeds.1.url": "the URL's port is not a number from 0 to 65535",
+        "feeds.2.url": "the URL holds a space",
+        "channels.h1.url": "the URL has no host",
+        "channels.h2.url": "the URL's port is not a number from 0 to 65535",
+    }
+    assert all("s3cr3t" not in str(p) for p in caught.value.problems)
