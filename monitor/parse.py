@@ -190,6 +190,29 @@ def _absolute(url: str | None, base_url: str) -> str | None:
     return url if url and _is_web_url(url) else None
 
 
+def _feedparser(body: bytes, headers: Mapping[str, str]) -> Any:
+    return feedparser.parse(
+        io.BytesIO(body),
+        response_headers=dict(headers),
+        sanitize_html=False,  # see the module docstring: we keep text, not HTML
+        resolve_relative_uris=False,
+    )
+
+
+_CHAR_REF = re.compile(rb"&#(x[0-9a-fA-F]{1,8}|[0-9]{1,10});")
+
+
+def _encodable_charrefs(body: bytes) -> bytes:
+    """``body`` with character references to surrogates or past U+10FFFF as U+FFFD."""
+
+    def fix(match: re.Match[bytes]) -> bytes:
+        ref = match.group(1)
+        code = int(ref[1:], 16) if ref[:1] in (b"x", b"X") else int(ref)
+        return b"&#xFFFD;" if 0xD800 <= code <= 0xDFFF or code > 0x10FFFF else match.group()
+
+    return _CHAR_REF.sub(fix, body)
+
+
 def _looks_like_json(body: bytes, content_type: str | None) -> bool:
     return body.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") or "json" in (content_type or "")
 
@@ -201,12 +224,12 @@ def _read_xml_feed(body: bytes, content_type: str | None, base_url: str) -> _Raw
     # A file-like object, so feedparser can never mistake the body for a URL or a path.
     # No content-location: GUIDs must stay as written (feedparser would resolve them).
     try:
-        result = feedparser.parse(
-            io.BytesIO(safe_body),
-            response_headers=headers,
-            sanitize_html=False,  # see the module docstring: we keep text, not HTML
-            resolve_relative_uris=False,
-        )
+        try:
+            result = _feedparser(safe_body, headers)
+        except UnicodeEncodeError:
+            # A character reference to a surrogate ("&#55296;"): feedparser's loose
+            # parser cannot encode it. Once more with such references made U+FFFD.
+            result = _feedparser(_encodable_charrefs(safe_body), headers)
     except Exception as exc:  # feedparser bugs on hostile input; never crash the poller
         raise FeedParseError(f"feed parser failed: {exc!r}") from exc
     bozo = _bozo_reason(result) if result.get("bozo") else None
@@ -380,18 +403,31 @@ def _json_entries(raw_items: Iterable[Any]) -> Iterable[_Entry]:
         if not isinstance(raw, dict):
             yield _Entry(None, None, "", "", None)  # counted as skipped downstream
             continue
-        summary = str(raw.get("summary") or "")
+        summary = _json_text(raw.get("summary"))
         if not summary and raw.get("content_text"):
-            summary = str(raw["content_text"])
+            summary = _json_text(raw["content_text"])
         elif not summary:
-            summary = html_to_text(str(raw.get("content_html") or ""))
+            summary = html_to_text(_json_text(raw.get("content_html")))
         yield _Entry(
-            guid=_str_or_none(str(raw["id"]) if raw.get("id") is not None else None),
+            guid=_str_or_none(_json_text(raw.get("id")) or None),
             link=_str_or_none(raw.get("url")),
-            title=" ".join(str(raw.get("title") or "").split()),
+            title=" ".join(_json_text(raw.get("title")).split()),
             summary=" ".join(summary.split()),
             published=_iso_struct(raw.get("date_published") or raw.get("date_modified")),
         )
+
+
+def _json_text(value: object) -> str:
+    """A JSON Feed field as text: a string as is, a number written out, a list of strings
+    joined; anything else (an object, a list of objects) is not text: "" (its repr once
+    became a two-word title that swallowed later stories)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, list) and all(isinstance(part, str) for part in value):
+        return " ".join(value)
+    return ""
 
 
 def _iso_struct(value: object) -> time.struct_time | None:
@@ -404,6 +440,22 @@ def _iso_struct(value: object) -> time.struct_time | None:
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).utctimetuple()
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_surrogates(entry: _Entry) -> _Entry:
+    """Lone UTF-16 surrogates (a JSON ``\\ud800`` escape, an XML ``&#55296;``) cannot be
+    encoded, so hashing or storing the item failed and with it every poll of the feed:
+    each becomes U+FFFD, the replacement character."""
+    fields = (entry.guid, entry.link, entry.title, entry.summary)
+    if not any(text and _SURROGATE.search(text) for text in fields):
+        return entry
+    guid, link, title, summary = (
+        _SURROGATE.sub("\ufffd", text) if text else text for text in fields
+    )
+    return _Entry(guid, link, title or "", summary or "", entry.published)
+
+
 def _to_item(
     entry: _Entry,
     feed: FeedRef,
@@ -412,6 +464,7 @@ def _to_item(
     base_url: str,
     now: datetime,
 ) -> Item | None:
+    entry = _without_surrogates(entry)
     url = urljoin(base_url, entry.link) if entry.link else ""
     # Only a web address is a link (a "urn:uuid:…" Atom id is not); a local test feed
     # (file: base URL) may link to local files.

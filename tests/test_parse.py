@@ -409,3 +409,32 @@ def test_harmless_entities_are_kept() -> None:
     parsed = parse(body)
     assert parsed.items[0].title == "a b ACME"  # nbsp is whitespace to html_to_text
     assert parsed.warning is None
+
+
+def test_a_lone_surrogate_is_replaced_and_the_feed_s_other_items_kept() -> None:
+    """A JSON "\\ud800" escape or an XML "&#55296;" cannot be encoded: hashing or storing
+    the item failed, and with it every poll of the whole feed."""
+    body = (
+        '{"version": "https://jsonfeed.org/version/1.1", "title": "t", "items": ['
+        '{"id": "x\\udfff", "title": "Bad \\ud800 title"}, {"id": "2", "title": "Fine"}]}'
+    )
+    parsed = parse(body.encode(), "application/feed+json")
+    assert [item.title for item in parsed.items] == ["Bad \ufffd title", "Fine"]
+    assert parsed.items[0].guid == "x\ufffd"
+    for item in parsed.items:
+        item.to_json()
+        json.dumps(item.to_json()).encode("utf-8")  # storable: no surrogate left
+    rss = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>
+<item><guid>1</guid><title>odd &#55296; char</title></item>
+<item><guid>2</guid><title>Fine</title></item></channel></rss>"""
+    parsed = parse(rss)
+    assert [item.title for item in parsed.items] == ["odd \ufffd char", "Fine"]
+
+
+def test_json_feed_fields_that_are_not_text_are_not_turned_into_text() -> None:
+    body = (
+        '{"version": "https://jsonfeed.org/version/1.1", "title": "t", "items": ['
+        '{"id": 7, "title": ["China", "Russia"], "summary": {"a": 1}, "url": "https://x/1"}]}'
+    )
+    [item] = parse(body.encode(), "application/feed+json").items
+    assert (item.guid, item.title, item.summary) == ("7", "China Russia", "")
