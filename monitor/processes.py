@@ -34,6 +34,8 @@ from pathlib import Path
 import psutil
 import structlog
 
+from monitor.child_death import die_with_parent
+
 log = structlog.get_logger()
 
 GRACE_S = 30.0
@@ -70,7 +72,11 @@ class WorkerProcesses:
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            self._args, env=self._env, stdin=subprocess.DEVNULL, start_new_session=True
+            self._args,
+            env=self._env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
         log.info("worker_process_started", pid=process.pid)
         return process

@@ -23,6 +23,8 @@ from typing import IO
 import redis
 import structlog
 
+from monitor.child_death import die_with_parent
+
 URL_FILE = "redis.url"  # where a running embedded server says how to reach it
 
 
@@ -91,7 +93,11 @@ class RedisServer:
         self._lock()
         args = self._args()
         self._process = subprocess.Popen(  # noqa: S603 - fixed binary, our arguments
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
         try:
             self._wait_ready(timeout)
@@ -181,7 +187,11 @@ class RedisServer:
         log.error("redis_embedded_exited", returncode=code, restarting=True)
         args = self._args()
         self._process = subprocess.Popen(  # noqa: S603 - fixed binary, our arguments
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
         self._wait_ready(10.0)
         self._url_file.write_text(self.url)
