@@ -61,6 +61,9 @@ WORKER_TTL_S = 25
 # job; its TTL is WORKER_TTL_S + 60 s, so once a second is plenty.
 WORKER_BEAT_EVERY_S = 1.0
 MAX_RESTART_PAUSE_S = 30.0
+# A loop that lasted this long before ending starts the pause over (from 1 s): the
+# doubling is for Redis staying away, not for every outage in a worker's life.
+HEALTHY_RUN_S = 60.0
 
 
 class _Wirewatch(BaseWorker):
@@ -176,6 +179,7 @@ def run_worker(config: Config, redis_url: str, *, burst: bool = False) -> bool:
     while True:
         if previous is not None:
             _release_scheduler(previous)
+        started = time.monotonic()
         connection = redis.Redis.from_url(redis_url)
         worker: _Wirewatch | None = None
         worked = False
@@ -200,6 +204,8 @@ def run_worker(config: Config, redis_url: str, *, burst: bool = False) -> bool:
             connection.close()
         if burst or (worker is not None and _asked_to_stop(worker)):
             return worked
+        if time.monotonic() - started > HEALTHY_RUN_S:
+            pause = 1.0  # a loop that ran well for a while: this outage is a new one
         log.error(
             "worker_loop_ended",
             reason="rq's worker loop ended without a stop request (Redis unreachable?)",
