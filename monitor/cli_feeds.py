@@ -2,7 +2,8 @@
 
 ``import`` writes the new feeds (those not configured yet) to a YAML file next to the
 config — ``feeds/imported.yaml`` unless ``--to`` says otherwise — which the config
-picks up through ``include`` (the shipped config includes ``feeds/*.yaml``).
+picks up through ``include`` (the shipped config includes ``feeds/*.yaml``). Only
+http(s) feeds the config would accept are written; the others are named and skipped.
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import click
 import yaml
+from pydantic import ValidationError
 
-from monitor.config import Config
+from monitor.config import Config, FeedConfig
 from monitor.opml import OpmlError, read_opml, write_opml
 
 
@@ -56,6 +60,9 @@ def register(cli: click.Group, load: Callable[[], Config]) -> None:
             loaded = yaml.safe_load(target.read_text(encoding="utf-8")) or []
             existing = loaded if isinstance(loaded, list) else loaded.get("feeds", [])
             known |= {str(entry.get("url")) for entry in existing}
+        entries, refused = _importable(entries)
+        for url, why in refused:
+            click.echo(f"skipped {url!r}: {why}", err=True)
         new = [entry for entry in entries if entry["url"] not in known]
         target.parent.mkdir(parents=True, exist_ok=True)
         header = f"# Feeds imported from {opml.name} by 'wirewatch feeds import'.\n"
@@ -64,7 +71,11 @@ def register(cli: click.Group, load: Callable[[], Config]) -> None:
             encoding="utf-8",
         )
         skipped = len(entries) - len(new)
-        click.echo(f"{len(new)} new feeds written to {target} ({skipped} already configured)")
+        click.echo(
+            f"{len(new)} new feeds written to {target} ({skipped} already configured"
+            + (f", {len(refused)} refused" if refused else "")
+            + ")"
+        )
         try:
             relative = target.resolve().relative_to(base.resolve())
         except ValueError:
@@ -100,3 +111,23 @@ def _absolute_file_url(url: str, base: Path) -> str:
     if not url.startswith("file:") or url.startswith("file:/"):
         return url
     return (base / url.removeprefix("file:")).resolve().as_uri()
+
+
+def _importable(
+    entries: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """The entries a config would accept, and (url, why) for the others. Only http(s):
+    an OPML file from elsewhere must not make wirewatch read local files (``file:``)."""
+    kept, refused = [], []
+    for entry in entries:
+        url = str(entry["url"])
+        if urlsplit(url).scheme not in ("http", "https"):
+            refused.append((url, "only http and https feeds are imported"))
+            continue
+        try:
+            FeedConfig.model_validate(entry)
+        except ValidationError as exc:
+            refused.append((url, "; ".join(error["msg"] for error in exc.errors())))
+            continue
+        kept.append(entry)
+    return kept, refused

@@ -96,6 +96,33 @@ def test_feeds_import_writes_an_included_file_and_skips_known_feeds(tmp_path: Pa
     ]
 
 
+def test_feeds_import_skips_what_the_config_would_refuse_and_local_files(tmp_path: Path) -> None:
+    """An OPML file from elsewhere: a javascript: link, local files and a URL without a
+    host are named and skipped, so the written file keeps the config valid."""
+    config = tmp_path / "wirewatch.yaml"
+    config.write_text('include: ["feeds/*.yaml"]\nfeeds: []\n')
+    opml = tmp_path / "hostile.opml"
+    outlines = "".join(
+        f'<outline text="f{n}" xmlUrl="{url}"/>'
+        for n, url in enumerate(
+            [
+                "javascript:alert(1)",
+                "file:///etc/passwd",
+                "file:../../../etc/hostname",
+                "http://",
+                "https://ok.test/rss",
+            ]
+        )
+    )
+    opml.write_text(f'<opml version="2.0"><body>{outlines}</body></opml>')
+    done = cli(config, "import", str(opml))
+    assert done.returncode == 0, done.stderr
+    assert "1 new feeds" in done.stdout and "4 refused" in done.stdout
+    for url in ("javascript:alert(1)", "file:///etc/passwd", "http://"):
+        assert f"skipped {url!r}" in done.stderr
+    assert [feed.url for feed in load_config(config).feeds] == ["https://ok.test/rss"]
+
+
 def test_errors_in_included_files_name_the_file_and_line(tmp_path: Path) -> None:
     (tmp_path / "feeds").mkdir()
     (tmp_path / "feeds" / "wires.yaml").write_text(
