@@ -601,3 +601,22 @@ def test_a_send_that_outlasts_its_lock_keeps_it_and_the_earlier_sends_locks(
     for alert in (first, second):
         assert redis_client.exists(res.keys.delivered(alert.id, "ops"))
         assert not redis_client.exists(res.keys.sending(alert.id, "ops"))
+
+
+@pytest.mark.parametrize(("delay", "scheduled"), [(0.0, False), (0.3, False), (0.999, True)])
+def test_a_delay_just_under_a_second_is_scheduled_not_run_at_once(
+    redis_client: redis.Redis, prefix: str, delay: float, scheduled: bool
+) -> None:
+    """A 1 s retry delay computed from a clock that moved on comes out as 0.999 s: it
+    was enqueued at once, and the retry hit the receiver 5 ms after the failure."""
+    from rq import Queue
+    from rq.registry import ScheduledJobRegistry
+    from rq.serializers import JSONSerializer
+
+    from workers.dispatch import enqueue_on_alerts_queue
+
+    keys = Keys(prefix)
+    enqueue_on_alerts_queue(redis_client, keys, "builtins.print", "x", delay_s=delay)
+    queue = Queue(keys.alerts_queue, connection=redis_client, serializer=JSONSerializer)
+    registry = ScheduledJobRegistry(queue=queue)
+    assert (len(registry), len(queue)) == ((1, 0) if scheduled else (0, 1))

@@ -79,11 +79,13 @@ def enqueue_on_alerts_queue(
     """Enqueue ``func(*args)`` on the alerts queue, now or in ``delay_s`` seconds.
 
     rq's scheduler works in whole seconds and may itself be restarting after a crash,
-    so anything due within a second is enqueued at once rather than scheduled.
+    so anything due within half a second is enqueued at once rather than scheduled; a
+    delay a hair under a second (a retry's 1 s, computed from a clock that moved on) is
+    scheduled for the full second, not run at once.
     """
     queue = Queue(keys.alerts_queue, connection=connection, serializer=JSONSerializer)
-    if delay_s >= 1:
-        queue.enqueue_in(timedelta(seconds=delay_s), func, *args, **options)
+    if delay_s >= 0.5:
+        queue.enqueue_in(timedelta(seconds=max(1.0, delay_s)), func, *args, **options)
     else:
         queue.enqueue(func, *args, **options)
 
