@@ -1,7 +1,9 @@
 """``/readyz``: can this deployment do its job right now? ``/healthz``: is this process up?
 
-Ready means: Redis answers; at least one poller's heartbeat is live; at least one rq
-worker listening on the items queue beat within :data:`WORKER_SILENCE_S`; and neither
+Ready means: Redis answers and takes a write (a Redis at ``maxmemory`` with
+``noeviction`` answers pings but refuses every write); at least one poller's heartbeat
+is live; at least one rq worker listening on the items queue beat within
+:data:`WORKER_SILENCE_S`; and neither
 the items nor the alerts queue is backed up (more than ``api.max_queue_length`` jobs
 waiting, or the oldest waiting longer than ``api.max_queue_age``). Not ready answers
 503 with every reason, so one probe says all that is wrong.
@@ -73,13 +75,19 @@ async def healthz(_request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     app = request.app
+    refused: list[str] = []
     try:
         await asyncio.wait_for(app[REDIS].ping(), PING_TIMEOUT_S)
+        try:  # a Redis that answers but takes no writes (maxmemory with noeviction)
+            probe_key = f"{app[KEYS].prefix}readyz:probe"
+            await asyncio.wait_for(app[REDIS].set(probe_key, "1", ex=60), PING_TIMEOUT_S)
+        except redis.ResponseError as exc:
+            refused.append(f"redis refuses writes: {exc}")
         found = await asyncio.to_thread(probe, app[SYNC_REDIS], app[KEYS], time.time())
     except (redis.RedisError, OSError, TimeoutError) as exc:
         reason = f"redis unreachable: {type(exc).__name__}: {exc}".rstrip(": ")
         return web.json_response({"status": "not ready", "reasons": [reason]}, status=503)
-    reasons = assess(found, app[CONFIG].current.api)
+    reasons = refused + assess(found, app[CONFIG].current.api)
     body = {
         "status": "not ready" if reasons else "ready",
         "reasons": reasons,

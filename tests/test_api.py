@@ -114,6 +114,25 @@ def test_readyz_is_ready_with_a_poller_and_a_worker_then_not_when_backed_up(
         queue.empty()
 
 
+def test_readyz_says_when_redis_answers_but_refuses_writes(
+    api: ApiThread, redis_client: redis.Redis
+) -> None:
+    """maxmemory reached under noeviction: pings work, every write fails; the workers and
+    pollers cannot work, so the deployment is not ready (it said ready)."""
+    before = redis_client.config_get("maxmemory")["maxmemory"]
+    policy = redis_client.config_get("maxmemory-policy")["maxmemory-policy"]
+    redis_client.config_set("maxmemory-policy", "noeviction")
+    redis_client.config_set("maxmemory", 1)
+    try:
+        response = httpx.get(f"{api.url}/readyz")
+    finally:
+        redis_client.config_set("maxmemory", before)
+        redis_client.config_set("maxmemory-policy", policy)
+    assert response.status_code == 503
+    assert response.json()["reasons"][0].startswith("redis refuses writes: ")
+    assert "maxmemory" in response.json()["reasons"][0]
+
+
 def test_readyz_says_when_redis_is_unreachable(config: Config) -> None:
     with ApiThread(config, f"redis://127.0.0.1:{free_port()}/0") as api:
         response = httpx.get(f"{api.url}/readyz", timeout=10)
