@@ -40,6 +40,7 @@ from pathlib import Path
 from types import FrameType
 
 import structlog
+import yaml
 
 from monitor.config import Config
 from monitor.config_diff import RESTART_ONLY, diff_configs, split_restart
@@ -54,21 +55,21 @@ SETTLE_S = 0.05  # a file still being written: look again after this long …
 SETTLE_TRIES = 20  # … at most this many times
 
 
-def config_files(config: Config) -> list[Path]:
-    """The config file and every file its ``include`` globs match now."""
+def config_files(config: Config, extra: Iterable[str] = ()) -> list[Path]:
+    """The config file and every file its ``include`` globs (and ``extra`` ones) match now."""
     if config.source is None:
         return []
     base = config.source.parent
     files = [config.source]
-    for pattern in config.include:
+    for pattern in dict.fromkeys([*config.include, *extra]):
         files += sorted(base.glob(pattern))
     return files
 
 
-def fingerprint(config: Config) -> Fingerprint:
+def fingerprint(config: Config, extra: Iterable[str] = ()) -> Fingerprint:
     """(path, mtime ns, size, inode) of each of :func:`config_files`; -1s if unreadable."""
     marks = []
-    for path in config_files(config):
+    for path in config_files(config, extra):
         try:
             st = path.stat()
         except OSError:
@@ -108,6 +109,9 @@ class ConfigWatcher:
         # None: the first check reads the files, so a change made between the first
         # load (by the CLI) and this watcher's start is not missed.
         self._seen: Fingerprint | None = None
+        # The include globs of a rejected file that the running config lacks: the fix
+        # may come in one of those files, so they are watched until a config is applied.
+        self._pending_includes: tuple[str, ...] = ()
 
     def request(self) -> None:
         """Reload at the next :meth:`check` even if no file changed (SIGHUP)."""
@@ -118,17 +122,19 @@ class ConfigWatcher:
         forced, self._requested = self._requested, False
         if self.config.source is None:
             return False
-        seen = fingerprint(self.config)
+        seen = fingerprint(self.config, self._pending_includes)
         if not forced and seen == self._seen:
             return False
         if not forced and self._seen is not None:
-            seen = _settled(self.config, seen)
+            seen = _settled(self.config, seen, self._pending_includes)
         first, self._seen = self._seen is None, seen
         trigger = "sighup" if forced else "file"
         source = self.config.source
         try:
             new = load_config(source, check_query=self._check_query)
         except ConfigError as exc:
+            self._pending_includes = _include_patterns(source)
+            self._seen = fingerprint(self.config, self._pending_includes)
             log.error(
                 "config_reload_rejected",
                 role=self.role,
@@ -138,6 +144,7 @@ class ConfigWatcher:
                 kept="the running config",
             )
             return False
+        self._pending_includes = ()
         applied, restart = split_restart(self.config, new, self._fixed)
         changes = diff_configs(self.config, applied)
         if applied.include != self.config.include:
@@ -169,12 +176,24 @@ class ConfigWatcher:
         return True
 
 
-def _settled(config: Config, seen: Fingerprint) -> Fingerprint:
+def _include_patterns(source: Path) -> tuple[str, ...]:
+    """The ``include`` globs a config file asks for, read without validating it."""
+    try:
+        data = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return ()
+    patterns = data.get("include") if isinstance(data, dict) else None
+    if not isinstance(patterns, list):
+        return ()
+    return tuple(p for p in patterns if isinstance(p, str))
+
+
+def _settled(config: Config, seen: Fingerprint, extra: Iterable[str] = ()) -> Fingerprint:
     """Wait (briefly, bounded) until the files stop changing: an editor that writes a
     file in several steps must not make us read half of it."""
     for _ in range(SETTLE_TRIES):
         time.sleep(SETTLE_S)
-        again = fingerprint(config)
+        again = fingerprint(config, extra)
         if again == seen:
             break
         seen = again

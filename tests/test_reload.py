@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,28 @@ def test_settings_that_need_a_restart_keep_their_old_value() -> None:
     assert restart == ["redis.prefix", "poller.concurrency"]
     assert applied.redis.prefix == "a:" and applied.poller.concurrency == old.poller.concurrency
     assert applied.poller.max_backoff == 99  # everything else is applied
+
+
+def test_a_fix_in_a_file_only_the_rejected_config_includes_is_seen(tmp_path: Path) -> None:
+    """The rejected config added an include whose file had the error: fixing that file
+    alone is a change the watcher sees (it watched only the running config's files)."""
+    from monitor.config_loader import load_config
+    from monitor.reload import ConfigWatcher
+
+    config = tmp_path / "wirewatch.yaml"
+    base = config_text({"A": "http://a.test/"}, {})
+    config.write_text(base)
+    watcher = ConfigWatcher(load_config(config), role="test")
+    applied: list[object] = []
+    assert not watcher.check(applied.append)  # the first look: nothing new
+    (tmp_path / "feeds").mkdir()
+    (tmp_path / "feeds" / "b.yaml").write_text('- {url: "http://a.test/"}\n')  # a duplicate
+    config.write_text('include: ["feeds/*.yaml"]\n' + base)
+    assert not watcher.check(applied.append)  # rejected: duplicate feed
+    time.sleep(0.01)
+    (tmp_path / "feeds" / "b.yaml").write_text('- {url: "http://b.test/", name: B}\n')
+    assert watcher.check(applied.append)
+    assert [feed.url for feed in watcher.config.feeds] == ["http://a.test/", "http://b.test/"]
 
 
 # -- real processes --------------------------------------------------------------------
