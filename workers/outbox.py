@@ -37,6 +37,7 @@ sends to jobs at once, so a receiver that is down cannot hold the batch up.
 from __future__ import annotations
 
 import math
+import os
 import secrets
 import threading
 import time
@@ -44,6 +45,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import httpx
 import redis
@@ -236,29 +238,66 @@ return 0
 """
 
 
-@contextmanager
+class _LockKeeper:
+    """One thread per process that renews the locks of the sends in flight (a thread per
+    send cost ~0.1 ms each, measurable end to end). Started on first use, and again in a
+    forked child (``workers.fork``), which does not inherit threads."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._wake = threading.Condition(self._mutex)
+        # entry id → (connection, locks, owner, ttl, next renewal on the monotonic clock)
+        self._entries: dict[int, list[Any]] = {}
+        self._next_id = 0
+        self._pid = 0
+
+    @contextmanager
+    def kept(
+        self, connection: redis.Redis, locks: Callable[[], list[str]], owner: str, ttl: int
+    ) -> Iterator[None]:
+        with self._mutex:
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, name="outbox-lock-keeper", daemon=True).start()
+            self._next_id += 1
+            key = self._next_id
+            self._entries[key] = [connection, locks, owner, ttl, time.monotonic() + ttl / 3]
+            self._wake.notify()
+        try:
+            yield
+        finally:
+            with self._mutex:
+                del self._entries[key]
+
+    def _run(self) -> None:
+        while True:
+            with self._mutex:
+                while not self._entries:
+                    self._wake.wait()
+                now = time.monotonic()
+                due = [entry for entry in self._entries.values() if entry[4] <= now]
+                for entry in due:
+                    entry[4] = now + entry[3] / 3
+                soonest = min(entry[4] for entry in self._entries.values())
+            for connection, locks, owner, ttl, _ in due:  # Redis calls outside the mutex
+                held = locks()
+                try:
+                    connection.eval(_RENEW, len(held), *held, owner, ttl)
+                except redis.RedisError as exc:
+                    log.warning("outbox_lock_renewal_failed", reason=str(exc))
+            with self._mutex:
+                self._wake.wait(max(0.0, soonest - time.monotonic()))
+
+
+_KEEPER = _LockKeeper()
+
+
 def _locks_kept(
     connection: redis.Redis, locks: Callable[[], list[str]], owner: str, ttl: int
-) -> Iterator[None]:
+) -> Any:
     """Renew ``locks()`` (those still ``owner``'s) every third of ``ttl`` while the block
     runs; a Redis error in between is logged and the next renewal tries again."""
-    done = threading.Event()
-
-    def keep() -> None:
-        while not done.wait(ttl / 3):
-            held = locks()
-            try:
-                connection.eval(_RENEW, len(held), *held, owner, ttl)
-            except redis.RedisError as exc:
-                log.warning("outbox_lock_renewal_failed", reason=str(exc))
-
-    keeper = threading.Thread(target=keep, name="outbox-lock-keeper", daemon=True)
-    keeper.start()
-    try:
-        yield
-    finally:
-        done.set()
-        keeper.join()
+    return _KEEPER.kept(connection, locks, owner, ttl)
 
 
 def _send_one(
