@@ -239,11 +239,15 @@ return 0
 
 
 class _LockKeeper:
-    """One thread per process that renews the locks of the sends in flight (a thread per
-    send cost ~0.1 ms each, measurable end to end). Started on first use, and again in a
-    forked child (``workers.fork``), which does not inherit threads."""
+    """One thread per process (rather than one per send) that renews the locks of the
+    sends in flight. Started on first use; a forked child (``workers.fork``) inherits
+    neither the thread nor a consistent mutex, so it starts afresh (``register_at_fork``)."""
 
     def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
         self._mutex = threading.Lock()
         self._wake = threading.Condition(self._mutex)
         # entry id → (connection, locks, owner, ttl, next renewal on the monotonic clock)
