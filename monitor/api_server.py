@@ -80,6 +80,18 @@ async def _headers(request: web.Request, handler: Handler) -> web.StreamResponse
     return response
 
 
+@web.middleware
+async def _redis_down(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Redis unreachable or hung during a request: 503 with the reason, not a 500 (the
+    data is not there to serve; a retry later may find it)."""
+    try:
+        return await handler(request)
+    except (redis.RedisError, TimeoutError) as exc:
+        reason = f"redis unavailable: {type(exc).__name__}"
+        log.warning("api_redis_unavailable", path=request.path, reason=str(exc))
+        return web.json_response({"error": reason}, status=503)
+
+
 class _AccessLog(AbstractAccessLogger):
     """One ``api_request`` line per request: method, path (no query string), status, time.
 
@@ -137,7 +149,7 @@ def build_app(
 ) -> web.Application:
     """The application; ``extra_routes`` (e.g. ``web.get("/metrics", handler)``) are
     served under the same token and headers."""
-    app = web.Application(middlewares=[_headers, auth_middleware(token)])
+    app = web.Application(middlewares=[_headers, auth_middleware(token), _redis_down])
     app[CONFIG] = ServedConfig(config)
     app[KEYS] = Keys(config.redis.prefix)
     app[SOURCES] = sources

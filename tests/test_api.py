@@ -133,6 +133,15 @@ def test_readyz_says_when_redis_answers_but_refuses_writes(
     assert "maxmemory" in response.json()["reasons"][0]
 
 
+def test_the_json_api_answers_503_with_the_reason_when_redis_is_unreachable(
+    config: Config,
+) -> None:
+    with ApiThread(config, f"redis://127.0.0.1:{free_port()}/0") as api:
+        response = httpx.get(f"{api.url}/api/feeds", timeout=15)
+    assert response.status_code == 503
+    assert response.json()["error"].startswith("redis unavailable: ConnectionError")
+
+
 def test_readyz_says_when_redis_is_unreachable(config: Config) -> None:
     with ApiThread(config, f"redis://127.0.0.1:{free_port()}/0") as api:
         response = httpx.get(f"{api.url}/readyz", timeout=10)
