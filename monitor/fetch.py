@@ -282,6 +282,15 @@ async def _read_response(
     )
     max_age = cache_max_age(headers.get("Cache-Control"), headers.get("Age"))
     expires = expires_at(headers.get("Expires"))
+    if status == 304 and not (etag or last_modified):
+        # Nothing was asked to be compared: the server (or a cache in front of it) is
+        # broken, and the feed has delivered nothing. A failure, so it shows and backs off.
+        raise FetchError(
+            "HTTP 304 Not Modified to a request without validators (a broken server or cache)",
+            status=status,
+            retry_after=retry_after,
+            permanent_redirect_to=moved_to,
+        )
     if status == 304:
         # A 304 may omit validators; the ones we sent are still the current ones.
         return FetchResult(

@@ -70,6 +70,14 @@ def test_304_when_the_etag_matches(feed_server: FeedServer) -> None:
     assert get(url, etag='"old"').status == 200
 
 
+def test_a_304_to_a_request_without_validators_is_a_failure(feed_server: FeedServer) -> None:
+    """Nothing was asked to be compared: the feed never delivered content, so the poll
+    fails (visible, backed off) instead of counting as a healthy unchanged poll."""
+    url = feed_server.set("/broken.xml", b"", status=304)
+    with pytest.raises(FetchError, match="304 Not Modified to a request without validators"):
+        get(url)
+
+
 def test_304_when_last_modified_matches(feed_server: FeedServer) -> None:
     stamp = "Mon, 06 Jan 2025 10:00:00 GMT"
     url = feed_server.set("feed.xml", BODY, last_modified=stamp)
