@@ -49,11 +49,11 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
-from unicodedata import combining
 
 from workers.entities_rules import apply_rules
 from workers.gazetteer import Gazetteer, Match, Name, base_gazetteer, city_names, lookup_key
 from workers.model import Entity
+from workers.query_words import strip_marks
 
 if TYPE_CHECKING:  # the memory imports this module's name rules
     from workers.entities_memory import EntityMemory
@@ -108,8 +108,7 @@ def _watched_spellings(name: str) -> list[str]:
 
 
 def _without_accents(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text)
-    return unicodedata.normalize("NFC", "".join(c for c in decomposed if not combining(c)))
+    return unicodedata.normalize("NFC", strip_marks(text))
 
 
 class Lift:

@@ -79,8 +79,13 @@ def tokenize(text: str) -> list[Token]:
 @lru_cache(maxsize=100_000)
 def fold(word: str) -> str:
     """Case-folded, accents removed, typographic apostrophe made plain."""
-    folded = unicodedata.normalize("NFKD", word.casefold().replace("’", "'"))
-    return "".join(ch for ch in folded if not unicodedata.combining(ch))
+    return strip_marks(word.casefold().replace("’", "'"))
+
+
+def strip_marks(text: str) -> str:
+    """``text`` decomposed (NFKD) without its combining marks: ``Xí`` → ``Xi``."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
 def word_key(word: str) -> str:
