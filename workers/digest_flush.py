@@ -75,7 +75,10 @@ def flush(
         log.info("digest_nothing_to_send", held=len(batch.alert_ids), muted=len(muted))
         _done(connection, res, channel_name, batch.alert_ids, token)
         return "nothing to send"
-    sent_before = [a for a in present if connection.exists(keys.delivered(a.id, channel_name))]
+    pipe = connection.pipeline(transaction=False)  # one round trip, not one per alert
+    for alert in present:
+        pipe.exists(keys.delivered(alert.id, channel_name))
+    sent_before = [alert for alert, found in zip(present, pipe.execute(), strict=True) if found]
     if sent_before:  # an alert can be held again after it went out (a batch re-run)
         present = [alert for alert in present if alert not in sent_before]
         log.info("digest_skipped_delivered", alerts=[a.id for a in sent_before])
