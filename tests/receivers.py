@@ -63,12 +63,15 @@ def new_secret() -> str:
 
 @dataclass(frozen=True)
 class Reply:
-    """One scripted answer: a status, extra headers, a body, a delay before answering."""
+    """One scripted answer: a status, extra headers, a body, a delay before answering, and
+    ``trickle`` seconds of answering a byte at a time (every 0.25 s) after the headers,
+    as a receiver that no per-read timeout ever stops."""
 
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     body: str = ""
     delay: float = 0.0
+    trickle: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,15 @@ class WebhookReceiver:
         if reply.delay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), reply.delay)
+        if reply.trickle:
+            response = web.StreamResponse(status=reply.status, headers=reply.headers)
+            await response.prepare(request)
+            end = time.monotonic() + reply.trickle
+            while time.monotonic() < end and not self._stopping.is_set():
+                await response.write(b" ")
+                await asyncio.sleep(0.25)
+            await response.write_eof()
+            return response
         return web.Response(status=reply.status, headers=reply.headers, text=reply.body)
 
 

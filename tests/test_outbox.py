@@ -571,24 +571,18 @@ def test_a_send_that_outlasts_its_lock_keeps_it_and_the_earlier_sends_locks(
     webhook_receiver: WebhookReceiver,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """httpx's and smtplib's timeouts bound each read, not a request: a receiver that
-    trickles its answer keeps a send going past its lock's TTL. The lock of that send,
-    and of the send delivered just before it whose mark waits for the batch's end, are
-    renewed while it runs, so no job and no other batch can take them and send again."""
-    monkeypatch.setattr("workers.outbox.LOCK_MARGIN_S", 2)  # locks of ceil(0.5) + 2 = 3 s
-    config = hook_config(prefix, webhook_receiver, inline=0.5)
+    """httpx's timeouts bound each read, not a request: a receiver that trickles its answer
+    (a byte every 0.25 s, under the 1 s timeout) keeps a send going past its lock's TTL.
+    The lock of that send, and of the send delivered just before it whose mark waits for
+    the batch's end, are renewed while it runs, so no job and no other batch can take
+    them and send again."""
+    monkeypatch.setattr("workers.outbox.LOCK_MARGIN_S", 2)  # locks of ceil(1) + 2 = 3 s
+    webhook_receiver.respond_with(Reply(200), Reply(200, trickle=4.5))  # past the 3 s locks
+    config = hook_config(prefix, webhook_receiver, inline=1)
     res = resources.load(config)
     first, second = an_alert(config, 1), an_alert(config, 2)
     pending: list[Send] = []
     raise_alerts(redis_client, res, [(first, config.rules[0]), (second, config.rules[0])], pending)
-    calls: list[str] = []
-
-    def trickling(alert: Alert, *_args: object, **_kwargs: object) -> None:
-        calls.append(alert.id)
-        if alert.id == second.id:
-            time.sleep(4.5)  # past the 3 s locks, with no timeout firing
-
-    monkeypatch.setattr("workers.outbox.deliver_to_channel", trickling)
     with ThreadPoolExecutor(1) as pool:
         batch = pool.submit(send_all, redis_client, res, pending)
         time.sleep(3.6)
@@ -597,7 +591,7 @@ def test_a_send_that_outlasts_its_lock_keeps_it_and_the_earlier_sends_locks(
             owner = cast(bytes | None, redis_client.get(res.keys.sending(alert.id, "ops")))
             assert owner is not None and owner.startswith(b"inline-"), alert.id
         assert batch.result(timeout=10) == {"sent": 2, "handed_on": 0, "skipped": 0}
-    assert calls == [first.id, second.id]
+    assert [hook.id for hook in webhook_receiver.received] == [first.id, second.id]
     for alert in (first, second):
         assert redis_client.exists(res.keys.delivered(alert.id, "ops"))
         assert not redis_client.exists(res.keys.sending(alert.id, "ops"))
