@@ -30,6 +30,17 @@ rules:
 """
 
 
+def run_check(path: Path) -> subprocess.CompletedProcess[str]:
+    """``wirewatch --config PATH check`` in a process of its own, as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", "--config", str(path), "check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_interpolation_defaults_and_secrets() -> None:
     config = parse_config(GOOD, "good.yaml", {"WEBHOOK_SECRET": SECRET, "SMTP_PASSWORD": "hunter2"})
     assert config.redis.url == ""
@@ -136,13 +147,7 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 def test_check_command_lists_every_error_and_exits_nonzero(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text(BROKEN)
-    done = subprocess.run(
-        [sys.executable, "-m", "monitor", "--config", str(path), "check"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_check(path)
     assert done.returncode == 2
     assert "line 7: channels.ops.secret" in done.stderr
     assert "line 2: poller.intervall" in done.stderr
@@ -170,13 +175,7 @@ def test_check_command_renders_templates_on_a_sample_alert(tmp_path: Path) -> No
         "  - {id: r3, query: Porto, channels: [quiet],"
         " quiet_hours: {start: '22:00', end: '07:00'}}\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "monitor", "--config", str(path), "check"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_check(path)
     assert done.returncode == 2, done.stderr
     assert "channels.typo.template: fails on a sample alert" in done.stderr
     assert "no attribute 'itme'" in done.stderr
@@ -195,13 +194,7 @@ def test_check_command_reports_bad_queries(tmp_path: Path) -> None:
         "  - {id: broken, query: 'China AND (Russia', channels: [c]}\n"
         "  - {id: dangling, query: 'China AND', channels: [c]}\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "monitor", "--config", str(path), "check"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_check(path)
     assert done.returncode == 2
     assert "rules.1.query" in done.stderr and "broken" in done.stderr
     assert "rules.2.query" in done.stderr and "dangling" in done.stderr
