@@ -91,52 +91,41 @@ def test_closing_ends_the_processes() -> None:
     assert not psutil.pid_exists(pid)
 
 
-def test_an_error_that_does_not_pickle_still_comes_back_with_its_reason() -> None:
-    """A parser error carrying something unpicklable (here a generator) reaches the
-    poller as a FeedParseError naming it, and the process goes on."""
-    raise_it = "(_ for _ in ()).throw(ValueError('bad entry', (x for x in ())))"
+def assert_parse_error_and_the_process_stays(expression: str, reason: str) -> None:
+    """``eval(expression)`` in a parse process ends in a FeedParseError matching
+    ``reason``, and the same process answers the next call (it was not replaced)."""
 
     async def scenario(pool: ParsePool) -> tuple[int, int]:
         first = await pool.parse(os.getpid)
-        with pytest.raises(FeedParseError, match="bad entry"):
-            await pool.parse(functools.partial(eval, raise_it))
+        with pytest.raises(FeedParseError, match=reason):
+            await pool.parse(functools.partial(eval, expression))
         return first, await pool.parse(os.getpid)
 
     first, again = run_with_pool(scenario)
     assert first == again
+
+
+_SAX_ERROR = (
+    "__import__('xml.sax').sax.SAXParseException("
+    "'{}', None, __import__('xml.sax.xmlreader').sax.xmlreader.Locator())"
+)
+
+
+def test_an_error_that_does_not_pickle_still_comes_back_with_its_reason() -> None:
+    """A parser error carrying something unpicklable (here a generator) reaches the
+    poller as a FeedParseError naming it, and the process goes on."""
+    raise_it = "(_ for _ in ()).throw(ValueError('bad entry', (x for x in ())))"
+    assert_parse_error_and_the_process_stays(raise_it, "bad entry")
 
 
 def test_an_error_that_pickles_but_does_not_unpickle_comes_back_with_its_reason() -> None:
     """``SAXParseException`` pickles, but unpickling it raises TypeError: the poller gets
     a FeedParseError naming it, and the process goes on (no restart)."""
-    raise_it = (
-        "(_ for _ in ()).throw(__import__('xml.sax').sax.SAXParseException("
-        "'not well-formed', None, __import__('xml.sax.xmlreader').sax.xmlreader.Locator()))"
-    )
-
-    async def scenario(pool: ParsePool) -> tuple[int, int]:
-        first = await pool.parse(os.getpid)
-        with pytest.raises(FeedParseError, match="not well-formed"):
-            await pool.parse(functools.partial(eval, raise_it))
-        return first, await pool.parse(os.getpid)
-
-    first, again = run_with_pool(scenario)
-    assert first == again
+    raise_it = f"(_ for _ in ()).throw({_SAX_ERROR.format('not well-formed')})"
+    assert_parse_error_and_the_process_stays(raise_it, "not well-formed")
 
 
 def test_an_answer_that_does_not_unpickle_is_a_parse_error_and_the_process_stays() -> None:
     """A result the parent cannot read back costs its call only: the whole answer was
     read, so the stream is in step and the process is kept."""
-    result = (
-        "__import__('xml.sax').sax.SAXParseException("
-        "'odd result', None, __import__('xml.sax.xmlreader').sax.xmlreader.Locator())"
-    )
-
-    async def scenario(pool: ParsePool) -> tuple[int, int]:
-        first = await pool.parse(os.getpid)
-        with pytest.raises(FeedParseError, match="could not be read"):
-            await pool.parse(functools.partial(eval, result))
-        return first, await pool.parse(os.getpid)
-
-    first, again = run_with_pool(scenario)
-    assert first == again
+    assert_parse_error_and_the_process_stays(_SAX_ERROR.format("odd result"), "could not be read")
