@@ -341,3 +341,14 @@ def test_an_error_that_quotes_a_secret_header_value_is_masked() -> None:
         with pytest.raises(DeliveryError) as caught:
             deliver(make_alert(), "ops", channel)
     assert "s3cr3t" not in caught.value.reason and "**********" in caught.value.reason
+
+
+def test_a_header_name_that_is_not_an_http_token_is_a_config_error() -> None:
+    text = (
+        "channels:\n  ops: {type: webhook, url: 'http://127.0.0.1:9/x',"
+        " headers: {'X Token': abc}}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "c.yaml", {})
+    [problem] = caught.value.problems
+    assert "'X Token' is not a valid HTTP header name" in problem.message
