@@ -614,3 +614,18 @@ def test_a_delay_just_under_a_second_is_scheduled_not_run_at_once(
     queue = Queue(keys.alerts_queue, connection=redis_client, serializer=JSONSerializer)
     registry = ScheduledJobRegistry(queue=queue)
     assert (len(registry), len(queue)) == ((1, 0) if scheduled else (0, 1))
+
+
+def test_a_lock_renewal_that_cannot_reach_redis_is_logged_and_tried_again() -> None:
+    """The keeper's thread must not die on a Redis blip: it logs and renews next time."""
+    from receivers import free_port
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from workers.outbox import _KEEPER
+
+    unreachable = redis.Redis(port=free_port(), retry=Retry(NoBackoff(), 0))
+    with structlog.testing.capture_logs() as logs, _KEEPER.kept(unreachable, lambda: ["l"], "o", 1):
+        time.sleep(1.0)  # renewals every third of a second
+    failures = [line for line in logs if line["event"] == "outbox_lock_renewal_failed"]
+    assert len(failures) >= 2

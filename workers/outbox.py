@@ -284,10 +284,10 @@ class _LockKeeper:
                     entry[4] = now + entry[3] / 3
                 soonest = min(entry[4] for entry in self._entries.values())
             for connection, locks, owner, ttl, _ in due:  # Redis calls outside the mutex
-                held = locks()
                 try:
+                    held = locks()
                     connection.eval(_RENEW, len(held), *held, owner, ttl)
-                except redis.RedisError as exc:
+                except Exception as exc:  # the thread must outlive any one renewal
                     log.warning("outbox_lock_renewal_failed", reason=str(exc))
             with self._mutex:
                 self._wake.wait(max(0.0, soonest - time.monotonic()))
